@@ -78,6 +78,7 @@ def summarise(records: list[Record], rejects: list[Reject], adapter: str, root: 
         "records": len(records),
         "patients": len(patients),
         "rejects": len(rejects),
+        "records_without_media": sum(1 for r in records if not r.media),  # labels kept, audio missing
         "records_per_split": dict(by_split),
         "patients_per_split": patients_by_split,
         "reject_reasons": dict(Counter(r.reason.split(":")[0] for r in rejects).most_common()),

@@ -14,7 +14,8 @@ from clinlm.records import SUMMARY_FILE, read_records, read_rejects
 
 def print_ingest_summary(summary: dict, console: Console) -> None:
     console.print(
-        f"[bold]{summary['adapter']}[/]: {summary['records']} records from {summary['patients']} patients, "
+        f"[bold]{summary['adapter']}[/]: {summary['records']} records from {summary['patients']} patients "
+        f"({summary.get('records_without_media', 0)} without media), "
         f"{summary['rejects']} rejects, {summary['seconds']} s ({summary.get('records_per_second')} records/s)"
     )
     splits = Table("split", "records", "patients", title="splits (by patient)")
@@ -37,8 +38,8 @@ def show_records(path: Path, console: Console, max_rejects: int = 10) -> None:
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     datasets = sorted({r.dataset for r in records})
     console.print(
-        f"[bold]{path}[/]: {len(records)} records, {len({r.patient_id for r in records})} patients, "
-        f"{len(rejects)} rejects; datasets: {', '.join(datasets) or '-'}"
+        f"[bold]{path}[/]: {len(records)} records ({sum(1 for r in records if not r.media)} without media), "
+        f"{len({r.patient_id for r in records})} patients, {len(rejects)} rejects; datasets: {', '.join(datasets) or '-'}"
     )
     if summary.get("command"):
         console.print(f"made by: {summary['command']}")

@@ -56,16 +56,33 @@ def audio_info(path: str | Path) -> AudioInfo:
         if info.frames <= 0:
             raise AudioError("audio file has no samples (header only or truncated)")
         if fmt == "wav" and info.subtype and info.subtype.startswith("PCM"):
-            # A wav header can claim more data than the file holds (a truncated copy).
-            bytes_per_sample = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "PCM_U8": 1, "PCM_S8": 1}.get(
-                info.subtype, 0
-            )
-            if bytes_per_sample and info.frames * info.channels * bytes_per_sample > size:
+            # A wav header can claim more data than the file holds (a truncated copy). libsndfile
+            # silently clamps `frames` to what is there, so ask the stdlib reader what the header
+            # declares and compare.
+            declared = _declared_wav_frames(path)
+            if declared is not None and declared > info.frames:
                 raise AudioError(
-                    f"truncated wav: header promises {info.frames} frames but the file has only {size} bytes"
+                    f"truncated wav: header promises {declared} frames but the file holds only "
+                    f"{info.frames} ({size} bytes)"
                 )
         return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels), fmt)
     return _av_info(path, fmt)
+
+
+def _declared_wav_frames(path: Path) -> int | None:
+    """Frames the wav's data chunk declares (stdlib `wave`, plain PCM only); None when unknown."""
+    import wave
+
+    try:
+        with wave.open(str(path), "rb") as w:
+            frame_bytes = w.getsampwidth() * w.getnchannels()
+            declared = w.getnframes()
+    except (wave.Error, EOFError, OSError):  # e.g. WAVE_FORMAT_EXTENSIBLE on Python < 3.12
+        return None
+    # Streaming writers leave a placeholder size (0 or 0xFFFFFFFF): that declares nothing.
+    if declared == 0 or declared * frame_bytes >= 0xFFFFFFFF - frame_bytes:
+        return None
+    return declared
 
 
 def _av_info(path: Path | io.BytesIO, fmt: str) -> AudioInfo:
