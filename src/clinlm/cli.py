@@ -68,6 +68,31 @@ def ingest(
         fail(f"nothing could be read from {root}; see {out / 'rejects.parquet'}", code=1)
 
 
+@app.command("render-ecg")
+def render_ecg(
+    records: Path = typer.Argument(..., help="An ingest output folder with ECG signal records (e.g. rec/ptbxl)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for images/, records.parquet, summary.json."),
+    style: str = typer.Option("paper", help="paper (red grid) or bw (grey grid)."),
+    augment: str = typer.Option("none", help="none, scan or photo: imitate a scanned page or a phone photo."),
+    dpi: int = typer.Option(100, help="Resolution: pixels per inch of the US-letter page (100 -> 1100x850)."),
+    seed: int = typer.Option(0, help="Seed for the augmentations (per record, independent of order)."),
+    limit: Optional[int] = typer.Option(None, help="Render only the first N ECGs."),
+) -> None:
+    """Draw ECG signals as 12-lead printouts (3x4 + lead II strip, 25 mm/s, 10 mm/mV) for image tasks."""
+    from clinlm.signals.ecg_image import render_records
+
+    try:
+        summary = render_records(records, out, style=style, augment=augment, dpi=dpi, seed=seed, limit=limit)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    console.print(
+        f"[green]{summary['images']} images[/] in {out} ({summary['images_per_second']} images/s), "
+        f"{summary['rejects']} rejects, {summary['skipped_not_ecg_signal']} records skipped (not ECG signals)"
+    )
+    if not summary["images"]:
+        fail(f"no image could be drawn from {records}; see {out / 'rejects.parquet'}", code=1)
+
+
 @records_app.command("show")
 def records_show(
     path: Path = typer.Argument(..., help="An ingest output folder."),
@@ -92,12 +117,13 @@ def bench_build(
     llm_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for optional paraphrasing."),
     llm_model: Optional[str] = typer.Option(None, help="Model name at --llm-url."),
     workers: int = typer.Option(0, help="Worker processes (0: one per core)."),
+    allow_missing_media: bool = typer.Option(False, "--allow-missing-media", help="Keep records whose audio is not on disk (annotation-only releases), pointing at the expected path."),
 ) -> None:
     """Build StethoBench-style instruction and preference JSONL from record tables."""
     from clinlm.bench.build import build_bench
 
     try:
-        build_bench(inputs, out, seed=seed, tasks=task, split_all=split_all, llm_url=llm_url, llm_model=llm_model, workers=workers, console=console)
+        build_bench(inputs, out, seed=seed, tasks=task, split_all=split_all, llm_url=llm_url, llm_model=llm_model, workers=workers, console=console, allow_missing_media=allow_missing_media)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
 

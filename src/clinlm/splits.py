@@ -88,10 +88,11 @@ def assign_splits(
         strata[stratum].append(pid)
     rng = np.random.default_rng(seed)
     if result:
-        # Official train/test: carve val out of the official train patients only.
+        # Official train/test: carve val out of the official train patients only; an official
+        # val (PTB-XL's fold 9) is kept as it is.
         train = sorted(p for p, s in result.items() if s == "train")
         val_frac = fractions.get("val", 0.0)
-        if train and val_frac > 0:
+        if train and val_frac > 0 and "val" not in result.values():
             for pid, s in _assign(train, {"train": 1 - val_frac, "val": val_frac}, rng).items():
                 result[pid] = s
     for stratum in sorted(strata):

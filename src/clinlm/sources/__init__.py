@@ -22,6 +22,15 @@ ADAPTERS: dict[str, str] = {
     "bmdhs": "clinlm.sources.bmdhs:read",
     "coughvid": "clinlm.sources.coughvid:read",
     "coswara": "clinlm.sources.coswara:read",
+    "openi-csv": "clinlm.sources.openi_csv:read",
+    "openi-xml": "clinlm.sources.openi_xml:read",
+    "mimic-cxr": "clinlm.sources.mimic_cxr:read",
+    "ptbxl": "clinlm.sources.ptbxl:read",
+    "wfdb": "clinlm.sources.wfdb_folder:read",
+    "physionet2017": "clinlm.sources.physionet2017:read",
+    "physionet2021": "clinlm.sources.physionet2021:read",
+    "cpsc2021": "clinlm.sources.cpsc2021:read",
+    "ecg-images": "clinlm.sources.ecg_images:read",
 }
 
 
