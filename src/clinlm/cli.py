@@ -35,7 +35,7 @@ def simulate(
     out: Path = typer.Argument(..., help="Folder to write the simulated datasets into."),
     patients: int = typer.Option(200, help="Number of simulated patients per modality."),
     seed: int = typer.Option(0, help="Random seed: the same seed writes the same files."),
-    modality: str = typer.Option("all", help="heart, lung, cough or all."),
+    modality: str = typer.Option("all", help="heart, lung, cough, ecg, several joined with + (heart+lung), or all (heart+lung+cough)."),
 ) -> None:
     """Write simulated heart (CirCor layout), lung (ICBHI layout) and cough (COUGHVID layout) data."""
     from clinlm.simulate import run_simulation
@@ -50,7 +50,7 @@ def simulate(
 
 @app.command()
 def ingest(
-    adapter: str = typer.Argument(..., help="Dataset layout: circor, physionet2016, icbhi, sprsound, bmdhs, coughvid, coswara."),
+    adapter: str = typer.Argument(..., help="Dataset layout: circor, physionet2016, icbhi, sprsound, bmdhs, coughvid, coswara, openi-csv, openi-xml, mimic-cxr."),
     root: Path = typer.Argument(..., help="The dataset folder, as its publisher lays it out."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for records.parquet and rejects.parquet."),
     seed: int = typer.Option(0, help="Seed for the patient-level split."),
