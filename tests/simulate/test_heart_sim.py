@@ -269,4 +269,4 @@ def test_rerun_replaces_and_refuses_foreign_folders(tmp_path):
     with pytest.raises(ValueError, match="not written by `clinlm simulate`"):
         run_simulation(foreign, patients=1, modality="heart", workers=1, progress=False)
     with pytest.raises(ValueError, match="unknown modality"):
-        run_simulation(tmp_path, patients=1, modality="ecg", progress=False)
+        run_simulation(tmp_path, patients=1, modality="eeg", progress=False)
