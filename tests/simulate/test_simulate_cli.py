@@ -48,7 +48,7 @@ def test_cli_writes_every_modality(sim):
 
 def test_cli_rejects_bad_input(tmp_path):
     runner = CliRunner()
-    bad = runner.invoke(app, ["simulate", str(tmp_path / "x"), "--modality", "ecg"])
+    bad = runner.invoke(app, ["simulate", str(tmp_path / "x"), "--modality", "eeg"])
     assert bad.exit_code == 2 and "unknown modality" in bad.output
     zero = runner.invoke(app, ["simulate", str(tmp_path / "y"), "--patients", "0"])
     assert zero.exit_code == 2 and "at least 1" in zero.output
