@@ -30,3 +30,12 @@ def write_wav(path: Path, seconds: float = 1.0, sr: int = 4000, freq: float = 10
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, 0.3 * np.sin(2 * np.pi * freq * t), sr, subtype=subtype)
     return path
+
+
+def pytest_configure(config):
+    # Under pytest-xdist each worker is a process: two workers x two torch threads on a 2-core
+    # machine oversubscribe the cores and make training tests several times slower.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)

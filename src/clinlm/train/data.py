@@ -1,0 +1,69 @@
+"""Instruction rows: read the bench JSONL, resolve media paths, check placeholders up front.
+
+A row (bench format, LLaMA-Factory / ms-swift convention):
+    {"messages": [{"role": "user", "content": "<audio>Is there a murmur?"},
+                  {"role": "assistant", "content": "Yes, ..."}],
+     "audios": ["circor/50782_AV.wav"], "task": "binary", "record_ids": [...],
+     "patient_id": "...", "dataset": "...", "split": "...", "answer": {...}}
+Relative audio paths resolve against the JSONL file's folder; `read_rows` makes them absolute so
+rows can be passed around (to training, `clinlm.infer.generate`, the evaluator) on their own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from clinlm.models.language_model import AUDIO_TOKEN
+
+
+def row_name(row: dict[str, Any]) -> str:
+    """How errors name a row: its record ids (or record id), task and source line."""
+    ids = row.get("record_ids") or ([row["record_id"]] if row.get("record_id") else [])
+    where = f" ({row['_source']})" if row.get("_source") else ""
+    task = f" task {row['task']}" if row.get("task") else ""
+    return f"row {', '.join(map(str, ids)) or '<no record_ids>'}{task}{where}"
+
+
+def count_placeholders(row: dict[str, Any]) -> int:
+    return sum(str(m.get("content", "")).count(AUDIO_TOKEN) for m in row["messages"])
+
+
+def check_row(row: dict[str, Any]) -> None:
+    """Raise ValueError naming the row when its shape is wrong or placeholders != audios."""
+    msgs = row.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise ValueError(f"{row_name(row)}: 'messages' must be a non-empty list of {{role, content}}")
+    for m in msgs:
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
+            raise ValueError(f"{row_name(row)}: every message needs a role (system/user/assistant) and string content, got {m!r}")
+    audios = row.get("audios") or []
+    n = count_placeholders(row)
+    if n != len(audios):
+        raise ValueError(
+            f"{row_name(row)}: {n} {AUDIO_TOKEN} placeholder(s) in the messages but {len(audios)} audio file(s); "
+            "each audio needs exactly one placeholder where it belongs in the text"
+        )
+
+
+def read_rows(path: str | Path, tasks: list[str] | None = None) -> list[dict[str, Any]]:
+    """All rows of a JSONL file, audio paths made absolute, each checked; `tasks` filters by task."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"instruction file not found: {path} (build one with `clinlm bench build`)")
+    rows = []
+    with path.open() as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno} is not valid JSON ({exc})") from exc
+            row["_source"] = f"{path.name}:{lineno}"
+            row["audios"] = [str((path.parent / a).resolve()) if not Path(a).is_absolute() else a for a in row.get("audios") or []]
+            check_row(row)
+            if tasks is None or row.get("task") in tasks:
+                rows.append(row)
+    return rows

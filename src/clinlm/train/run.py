@@ -1,0 +1,104 @@
+"""`clinlm train CONFIG key.sub=value ...`: a recipe YAML + dotted overrides -> a checkpoint folder.
+
+    clinlm train configs/stetholm_tiny.yaml data.train=bench/train.jsonl data.val=bench/val.jsonl
+    clinlm train configs/stetholm_tiny.yaml train.epochs=3 model.language_model=/path/to/local/llm \
+        'model.lora={r: 8, alpha: 32, dropout: 0.1, target_modules: [q_proj, v_proj]}'
+    clinlm train configs/stetholm_tiny.yaml --resume      # continue a killed run
+
+A recipe has four sections: `data` (JSONL paths, task filter), `features` (signals/features.py),
+`model` (models/build.py) and `train` (train/sft.py). Override values are parsed as YAML
+(`3` is an int, `null` is None, `[a, b]` a list); a key that is not in the recipe is an error,
+so typos do not pass silently.
+
+Output (`train.output_dir`):
+    model/          the self-describing checkpoint (clinlm.load / clinlm eval / clinlm ask)
+    checkpoints/    the Trainer's resumable checkpoints
+    prep/           tokenizer and feature statistics fitted on the training data
+    feature_cache/  log-mel features per recording (reused by later runs)
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SECTIONS = ("data", "features", "model", "train")
+DATA_KEYS = {"train", "val", "tasks"}
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The recipe with dotted `key.sub=value` overrides applied."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config not found: {path} (recipes live in configs/)")
+    cfg = yaml.safe_load(path.read_text()) or {}
+    unknown = set(cfg) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"{path}: unknown sections {sorted(unknown)}; a recipe has {', '.join(SECTIONS)}")
+    for section in SECTIONS:
+        cfg.setdefault(section, {})
+    for item in overrides or []:
+        apply_override(cfg, item)
+    return cfg
+
+
+def apply_override(cfg: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"override {item!r} must look like section.key=value (e.g. train.epochs=3)")
+    parts = key.strip().split(".")
+    node = cfg
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node.get(part), dict):
+            raise KeyError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section of the recipe")
+        node = node[part]
+    if parts[-1] not in node:
+        known = ", ".join(sorted(node)) or "(none)"
+        raise KeyError(f"override {item!r}: no key {parts[-1]!r} there; known keys: {known}")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def train_from_config(config_path: str | Path, overrides: list[str] | None = None, resume: bool = False, console=None) -> Path:
+    """Train the recipe; returns the checkpoint folder (output_dir/model)."""
+    from transformers import set_seed
+
+    from clinlm.models.build import build_model
+    from clinlm.models.checkpoint import save_checkpoint
+    from clinlm.train.data import read_rows
+    from clinlm.train.sft import run_sft
+
+    cfg = load_config(config_path, overrides)
+    resolved = copy.deepcopy(cfg)
+    data, train = cfg["data"], cfg["train"]
+    unknown = set(data) - DATA_KEYS
+    if unknown:
+        raise ValueError(f"unknown data settings {sorted(unknown)}; known: {sorted(DATA_KEYS)}")
+    if not data.get("train"):
+        raise ValueError("data.train is not set: pass data.train=path/to/train.jsonl")
+    out = Path(train.get("output_dir") or "runs/clinlm")
+    ckpts = out / "checkpoints"
+    if not resume and ckpts.exists() and any(ckpts.glob("checkpoint-*")):
+        raise ValueError(f"{ckpts} already holds checkpoints: pass --resume to continue, or choose another train.output_dir")
+    out.mkdir(parents=True, exist_ok=True)
+
+    tasks = data.get("tasks")
+    train_rows = read_rows(data["train"], tasks=tasks)
+    val_rows = read_rows(data["val"], tasks=tasks) if data.get("val") else None
+    if not train_rows:
+        raise ValueError(f"{data['train']} has no rows{f' for tasks {tasks}' if tasks else ''}")
+    if console is not None:
+        console.print(f"[bold]train[/] {len(train_rows)} rows" + (f", [bold]val[/] {len(val_rows)} rows" if val_rows else ""))
+
+    set_seed(int(train.get("seed", 0)))  # the same seed builds the same initial weights
+    model = build_model(cfg["model"], cfg["features"], train_rows, prep_dir=out / "prep", cache_dir=out / "feature_cache")
+    if console is not None:
+        for part, (trainable, total) in model.trainable_summary().items():
+            console.print(f"  {part}: {trainable:,} trainable of {total:,} parameters")
+    run_sft(model, train_rows, val_rows, train, out, resume=resume, console=console)
+    ckpt = save_checkpoint(model, model.tokenizer, model.features.cfg if model.features else None, resolved, out / "model")
+    if console is not None:
+        console.print(f"[green]checkpoint[/] {ckpt}")
+    return ckpt

@@ -1,0 +1,172 @@
+"""Supervised fine-tuning with the transformers Trainer: loss on assistant tokens only.
+
+The Trainer does the loop, mixed precision, checkpointing, resume and multi-GPU; this module only
+supplies the data (encoded rows + `Collator`) and a length-grouped sampler whose order depends on
+the seed and the epoch alone, which is what makes a resumed run end with the very weights of an
+uninterrupted one (the Trainer's own LengthGroupedSampler draws from the global RNG, whose state
+at an epoch start differs after a resume).
+
+Several GPUs, unchanged code (one process per GPU, data parallel):
+
+    accelerate launch -m clinlm.cli train configs/stetholm_tiny.yaml train.batch_size=8
+    torchrun --nproc_per_node 4 -m clinlm.cli train configs/stetholm_tiny.yaml
+
+bf16 is used where the GPU supports it, fp16 on older GPUs, fp32 on CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from clinlm.train.collator import Collator, encode_row
+
+TRAIN_KEYS = {
+    "output_dir", "seed", "epochs", "max_steps", "batch_size", "grad_accum", "lr", "weight_decay",
+    "warmup", "scheduler", "max_length", "save_steps", "save_total_limit", "logging_steps", "max_grad_norm",
+}
+
+
+class EncodedRows(Dataset):
+    """Rows tokenised once up front (lengths are needed for grouping anyway)."""
+
+    def __init__(self, items: list[dict[str, Any]]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.items[i]
+
+
+def encode_rows(rows: list[dict[str, Any]], model, max_length: int) -> tuple[EncodedRows, list[str]]:
+    """(dataset, skipped) where skipped names each row longer than max_length tokens."""
+    text_only = model.audio_tower is None
+    items, skipped = [], []
+    for row in rows:
+        item = encode_row(row, model.tokenizer, model.config.num_audio_tokens, text_only=text_only)
+        if len(item["input_ids"]) > max_length:
+            skipped.append(f"{item['row']}: {len(item['input_ids'])} tokens > train.max_length={max_length}")
+            continue
+        items.append(item)
+    return EncodedRows(items), skipped
+
+
+def collator_for(model, padding_side: str = "right") -> Collator:
+    return Collator(
+        pad_token_id=model.tokenizer.pad_token_id,
+        audio_token_id=None if model.audio_tower is None else model.config.audio_token_id,
+        num_audio_tokens=model.config.num_audio_tokens,
+        features=model.features,
+        padding_side=padding_side,
+    )
+
+
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped order drawn from a generator seeded with (seed, epoch)."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:  # the Trainer calls this at every epoch start
+        self.generator.manual_seed(self.seed + int(epoch))
+
+
+class LengthGroupedTrainer(Trainer):
+    def _get_train_sampler(self, train_dataset=None):
+        ds = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = [len(it["input_ids"]) for it in ds.items]
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return SeededLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths, seed)
+
+
+def training_arguments(train_cfg: dict[str, Any], output_dir: Path, has_val: bool) -> TrainingArguments:
+    """The recipe's `train:` section -> TrainingArguments (checkpoints in output_dir/checkpoints)."""
+    unknown = set(train_cfg) - TRAIN_KEYS
+    if unknown:
+        raise ValueError(f"unknown train settings {sorted(unknown)}; known: {sorted(TRAIN_KEYS)}")
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    save_steps = train_cfg.get("save_steps")
+    strategy = "steps" if save_steps else "epoch"
+    return TrainingArguments(
+        output_dir=str(output_dir / "checkpoints"),
+        seed=int(train_cfg.get("seed", 0)),
+        num_train_epochs=float(train_cfg.get("epochs", 3)),
+        max_steps=int(train_cfg.get("max_steps") or -1),
+        per_device_train_batch_size=int(train_cfg.get("batch_size", 16)),
+        per_device_eval_batch_size=int(train_cfg.get("batch_size", 16)),
+        gradient_accumulation_steps=int(train_cfg.get("grad_accum", 1)),
+        learning_rate=float(train_cfg.get("lr", 1e-3)),
+        weight_decay=float(train_cfg.get("weight_decay", 0.0)),
+        warmup_steps=float(train_cfg.get("warmup", 0.0)),
+        lr_scheduler_type=str(train_cfg.get("scheduler", "cosine")),
+        max_grad_norm=float(train_cfg.get("max_grad_norm", 1.0)),
+        logging_steps=float(train_cfg.get("logging_steps", 20)),
+        logging_first_step=True,
+        save_strategy=strategy,
+        save_steps=float(save_steps or 500),
+        eval_strategy=strategy if has_val else "no",
+        eval_steps=float(save_steps) if save_steps else None,
+        save_total_limit=train_cfg.get("save_total_limit", 2),
+        load_best_model_at_end=has_val,
+        metric_for_best_model="eval_loss" if has_val else None,
+        greater_is_better=False if has_val else None,
+        prediction_loss_only=True,  # validation loss only; logits (batch, seq, vocab) would pile up
+        use_cpu=not cuda,
+        bf16=bf16,
+        fp16=cuda and not bf16,
+        report_to="none",
+        remove_unused_columns=False,  # the collator needs "audios" and "row"
+        label_names=["labels"],
+        dataloader_num_workers=0,  # features are cached in this process; collation is cheap
+        include_num_input_tokens_seen="non_padding",
+    )
+
+
+def run_sft(
+    model,
+    train_rows: list[dict[str, Any]],
+    val_rows: list[dict[str, Any]] | None,
+    train_cfg: dict[str, Any],
+    output_dir: Path,
+    resume: bool = False,
+    console=None,
+):
+    """Train `model` in place (best validation-loss weights when there is a val set); returns the Trainer."""
+    max_length = int(train_cfg.get("max_length", 512))
+    train_ds, skipped = encode_rows(train_rows, model, max_length)
+    val_ds, val_skipped = encode_rows(val_rows, model, max_length) if val_rows else (None, [])
+    skipped += val_skipped
+    if skipped:
+        (output_dir / "skipped_rows.txt").write_text("\n".join(skipped) + "\n")
+        if console is not None:
+            console.print(f"[yellow]skipped {len(skipped)} rows longer than train.max_length={max_length} tokens[/] (listed in {output_dir / 'skipped_rows.txt'})")
+    if not len(train_ds):
+        raise ValueError(f"no training rows left (all {len(train_rows)} longer than train.max_length={max_length}?)")
+    args = training_arguments(train_cfg, output_dir, has_val=bool(val_ds) and len(val_ds) > 0)
+    trainer = LengthGroupedTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds if val_ds is not None and len(val_ds) else None,
+        data_collator=collator_for(model),
+    )
+    last = None
+    if resume:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        ckpts = Path(args.output_dir)
+        last = get_last_checkpoint(str(ckpts)) if ckpts.exists() else None
+        if last is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {ckpts} to resume from; run without --resume")
+    trainer.train(resume_from_checkpoint=last)
+    return trainer
