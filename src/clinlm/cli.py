@@ -204,6 +204,23 @@ def ask(
 
 
 @app.command()
+def serve(
+    checkpoint: Path = typer.Argument(..., help="A model folder."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (anything but loopback needs --api-key-file)."),
+    port: int = typer.Option(8000, help="Port."),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File holding the API key clients must send."),
+    media_dir: Optional[Path] = typer.Option(None, "--save-media", help="Keep uploaded media in this folder (off by default)."),
+) -> None:
+    """OpenAI-compatible API and a web page for a trained model."""
+    from clinlm.serve.run import run_server
+
+    try:
+        run_server(checkpoint, host=host, port=port, api_key_file=api_key_file, media_dir=media_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+
+
+@app.command()
 def export(
     checkpoint: Path = typer.Argument(..., help="A model folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the merged language model."),
