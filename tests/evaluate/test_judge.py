@@ -94,3 +94,11 @@ def test_judge_scores_become_a_metric_with_a_ci():
     assert judged["binary"]["value"] == pytest.approx(0.70)  # mean of the parsed scores / 100
     assert judged["binary"]["n"] == 3  # an unparsed judge reply is left out, not scored 0
     assert judged["binary"]["ci_low"] <= 0.70 <= judged["binary"]["ci_high"]
+
+
+def test_judge_prompt_names_media_in_words_not_placeholders():
+    from clinlm.evaluate.judge import judge_messages
+
+    messages = judge_messages("<audio>Is there a murmur?", "Yes.", {"label": "yes"}, "Yes, a murmur.")
+    text = " ".join(m["content"] for m in messages)
+    assert "<audio>" not in text and "[audio recording]" in text

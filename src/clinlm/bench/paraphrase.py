@@ -8,7 +8,7 @@ other words with exactly the same facts. The paraphrase replaces the response (a
 response of the row's preference pair) only when `facts.check_consistency` finds nothing that
 contradicts the answer; otherwise it is dropped (counted) and the template response stays.
 
-Calls go to `POST {url}/chat/completions` (the `/v1` is added when the URL lacks it) with httpx,
+Calls go to `POST {url}/chat/completions` (with `CLINLM_LLM_API_KEY` as the bearer token when set) (the `/v1` is added when the URL lacks it) with httpx,
 temperature 0. Every completion is stored in `out/.llm_cache.jsonl`, one JSON object a line,
 keyed by sha256(model + prompt): a re-run reads the cache and makes no new calls. An endpoint
 error (connection, HTTP status, malformed reply) keeps the template response and is counted;
@@ -21,6 +21,8 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any
+
+import os
 
 import httpx
 
@@ -49,7 +51,11 @@ class Paraphraser:
 
     def __init__(self, url: str, model: str, cache_path: Path, timeout_s: float = 60.0):
         self.url, self.model, self.cache_path = _endpoint(url), model, Path(cache_path)
-        self.client = httpx.Client(timeout=timeout_s)
+        # A keyed endpoint (e.g. `clinlm serve --api-key-file`) needs a bearer token: taken from
+        # CLINLM_LLM_API_KEY only, so a user's OPENAI_API_KEY is never sent to an arbitrary URL.
+        key = os.environ.get("CLINLM_LLM_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.client = httpx.Client(timeout=timeout_s, headers=headers)
         self.cache: dict[str, str] = {}
         if self.cache_path.exists():
             for line in self.cache_path.read_text(encoding="utf-8").splitlines():

@@ -54,10 +54,21 @@ PROMPT_FILE = "judge_prompt.txt"
 CACHE_FILE = "judge_cache.jsonl"
 
 
+_MEDIA_TEXT = {"<audio>": "[audio recording]", "<ecg>": "[ECG]", "<image>": "[image]"}
+
+
+def _media_as_text(text: str) -> str:
+    """The judge reads text only: a literal `<audio>` would ask a multimodal endpoint (such as
+    `clinlm serve`) for media that the judge does not send, so name the media in words instead."""
+    for placeholder, words in _MEDIA_TEXT.items():
+        text = text.replace(placeholder, words)
+    return text
+
+
 def judge_messages(question: str, reference: str, facts: Any, response: str) -> list[dict[str, str]]:
     """The chat messages sent for one response: the fixed rubric, then the case."""
     user = USER_TEMPLATE.format(
-        question=question.strip(),
+        question=_media_as_text(question.strip()),
         reference=reference.strip(),
         facts=json.dumps(facts, ensure_ascii=False, sort_keys=True, default=str),
         response=response.strip() or "(empty response)",
