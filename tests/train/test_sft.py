@@ -95,3 +95,20 @@ def test_cli_train_takes_overrides_and_reports_mistakes(bench, tmp_path):
     assert res.exit_code == 2 and "known keys" in res.output
     res = runner.invoke(app, ["train", RECIPE, *tiny_overrides(bench, tmp_path / "again"), f"data.train={tmp_path / 'none.jsonl'}"])
     assert res.exit_code == 2 and "not found" in res.output
+
+
+def test_audio_parts_learn_at_their_own_rate(bench, tmp_path):
+    from clinlm.models.build import build_model
+    from clinlm.train.data import read_rows
+    from clinlm.train.sft import run_sft
+
+    cfg = load_config(RECIPE, tiny_overrides(bench, tmp_path) + ["train.audio_lr_scale=0.25", "train.lr=0.004", "train.max_steps=1"])
+    rows = read_rows(bench["train"])
+    model = build_model(cfg["model"], cfg["features"], rows)
+    trainer = run_sft(model, rows, None, cfg["train"], tmp_path)
+    by_param = {id(p): g["initial_lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        expected = 0.004 if name.startswith("language_model.") else 0.001
+        assert by_param[id(p)] == pytest.approx(expected), name
+    decays = {id(p): g["weight_decay"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert decays[id(model.audio_tower.convs[0].bias)] == 0.0 and decays[id(model.audio_tower.convs[0].weight)] > 0

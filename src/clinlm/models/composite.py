@@ -76,6 +76,8 @@ class ClinModel(PreTrainedModel):
             self.multi_modal_projector = AudioProjector(
                 self.audio_tower.hidden_size, lm.config.hidden_size, config.num_audio_tokens, config.projector
             )
+            with torch.no_grad():  # audio tokens start at the size of text tokens (per-dimension std)
+                self.multi_modal_projector.norm.weight.fill_(float(lm.get_input_embeddings().weight.std()))
         else:
             self.audio_tower = None
             self.multi_modal_projector = None
@@ -101,7 +103,8 @@ class ClinModel(PreTrainedModel):
 
     def encode_audio(self, audio_features: torch.Tensor) -> torch.Tensor:
         """(n_audios, *feature shape) -> (n_audios, num_audio_tokens, hidden)."""
-        hidden = self.audio_tower(audio_features)  # (n_audios, frames', d_audio)
+        first = next(self.audio_tower.parameters())
+        hidden = self.audio_tower(audio_features.to(first.device, first.dtype))  # (n_audios, frames', d_audio)
         return self.multi_modal_projector(hidden)
 
     def embed(self, input_ids: torch.Tensor, audio_features: torch.Tensor | None = None) -> torch.Tensor:
@@ -125,7 +128,7 @@ class ClinModel(PreTrainedModel):
                 "<audio> placeholder must be expanded to num_audio_tokens tokens and have one audio"
             )
         if n_audios:
-            audio = self.encode_audio(audio_features.to(embeds.device))  # (n_audios, N, hidden)
+            audio = self.encode_audio(audio_features)  # (n_audios, N, hidden)
             # Row-major order of the slots = row by row, placeholder by placeholder = audio order.
             embeds = embeds.masked_scatter(slots.unsqueeze(-1), audio.to(embeds.dtype).reshape(-1, embeds.shape[-1]))
         return embeds

@@ -29,10 +29,12 @@ class AudioProjector(nn.Module):
             self.net = nn.Linear(2 * audio_size, lm_size)
         else:
             self.net = nn.Sequential(nn.Linear(2 * audio_size, lm_size), nn.GELU(), nn.Linear(lm_size, lm_size))
+        # Normalised output at the scale of the LM's token embeddings (ClinModel sets the gain).
+        self.norm = nn.LayerNorm(lm_size)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         h = hidden.transpose(1, 2)  # (batch, d_audio, frames')
         avg = nn.functional.adaptive_avg_pool1d(h, self.num_tokens)  # (batch, d_audio, num_tokens)
         peak = nn.functional.adaptive_max_pool1d(h, self.num_tokens)
         pooled = torch.cat([avg, peak], dim=1).transpose(1, 2)  # (batch, num_tokens, 2 * d_audio)
-        return self.net(pooled)  # (batch, num_tokens, d_lm)
+        return self.norm(self.net(pooled))  # (batch, num_tokens, d_lm)

@@ -1,10 +1,11 @@
 """Supervised fine-tuning with the transformers Trainer: loss on assistant tokens only.
 
 The Trainer does the loop, mixed precision, checkpointing, resume and multi-GPU; this module only
-supplies the data (encoded rows + `Collator`) and a length-grouped sampler whose order depends on
+supplies the data (encoded rows + `Collator`), a length-grouped sampler whose order depends on
 the seed and the epoch alone, which is what makes a resumed run end with the very weights of an
 uninterrupted one (the Trainer's own LengthGroupedSampler draws from the global RNG, whose state
-at an epoch start differs after a resume).
+at an epoch start differs after a resume), and a separate learning rate for the audio parts
+(`train.audio_lr_scale`).
 
 Several GPUs, unchanged code (one process per GPU, data parallel):
 
@@ -29,6 +30,7 @@ from clinlm.train.collator import Collator, encode_row
 TRAIN_KEYS = {
     "output_dir", "seed", "epochs", "max_steps", "batch_size", "grad_accum", "lr", "weight_decay",
     "warmup", "scheduler", "max_length", "save_steps", "save_total_limit", "logging_steps", "max_grad_norm",
+    "audio_lr_scale",
 }
 
 
@@ -80,12 +82,41 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
         self.generator.manual_seed(self.seed + int(epoch))
 
 
-class LengthGroupedTrainer(Trainer):
+class ClinTrainer(Trainer):
+    """The Trainer with two changes: the seeded length-grouped sampler, and a learning rate for the
+    audio tower and projector of `lr x audio_lr_scale` (the optimizer's other settings unchanged)."""
+
+    def __init__(self, *args, audio_lr_scale: float = 1.0, **kwargs):
+        self.audio_lr_scale = audio_lr_scale
+        super().__init__(*args, **kwargs)
+
     def _get_train_sampler(self, train_dataset=None):
         ds = train_dataset if train_dataset is not None else self.train_dataset
         lengths = [len(it["input_ids"]) for it in ds.items]
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         return SeededLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths, seed)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            model = self.model if model is None else model
+            decay = set(self.get_decay_parameter_names(model))
+            groups: dict[tuple[bool, bool], list] = {}
+            for name, p in model.named_parameters():
+                if p.requires_grad:
+                    groups.setdefault((not name.startswith("language_model."), name in decay), []).append(p)
+            cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            self.optimizer = cls(
+                [
+                    {
+                        "params": params,
+                        "weight_decay": self.args.weight_decay if decays else 0.0,
+                        "lr": self.args.learning_rate * (self.audio_lr_scale if audio else 1.0),
+                    }
+                    for (audio, decays), params in groups.items()
+                ],
+                **kwargs,
+            )
+        return self.optimizer
 
 
 def training_arguments(train_cfg: dict[str, Any], output_dir: Path, has_val: bool) -> TrainingArguments:
@@ -153,8 +184,9 @@ def run_sft(
     if not len(train_ds):
         raise ValueError(f"no training rows left (all {len(train_rows)} longer than train.max_length={max_length}?)")
     args = training_arguments(train_cfg, output_dir, has_val=bool(val_ds) and len(val_ds) > 0)
-    trainer = LengthGroupedTrainer(
+    trainer = ClinTrainer(
         model=model,
+        audio_lr_scale=float(train_cfg.get("audio_lr_scale", 1.0)),
         args=args,
         train_dataset=train_ds,
         eval_dataset=val_ds if val_ds is not None and len(val_ds) else None,
