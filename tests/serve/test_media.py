@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from serve_fixtures import TEST_LIMITS, live, tiny_ckpt, tiny_model  # noqa: F401  (pytest fixtures)
+
 import io
 
 import numpy as np

@@ -1,4 +1,8 @@
-"""Serve-test fixtures: one tiny trained checkpoint per session, loaded once."""
+"""Serve-test fixtures: one tiny trained checkpoint per session, loaded once.
+
+A plain module, not a conftest.py: a second conftest module would shadow the top-level one that
+other tests import helpers from. Test files import these fixtures by name.
+"""
 
 from __future__ import annotations
 
