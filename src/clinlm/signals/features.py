@@ -8,7 +8,7 @@ Two kinds:
 - `logmel` (the built-in tower): mono -> resample to `sample_rate` -> zero-phase Butterworth
   band-pass -> keep the first `max_seconds` -> log-mel (torch.stft + transformers' mel filter bank) -> per-mel
   standardisation with statistics fitted on the *training* recordings -> pad to a fixed number
-  of frames. Shape (frames, n_mels), frames = 1 + max_seconds * sample_rate // hop.
+  of frames. Shape (frames, n_mels + extras), frames = 1 + max_seconds * sample_rate // hop.
 - `hf` (a transformers audio encoder): the same load/resample/band-pass/crop, then the encoder's
   own feature extractor (Whisper log-mel, AST fbank, wav2vec2 raw waveform), saved beside it.
 
@@ -50,8 +50,11 @@ class FeatureConfig:
     n_mels: int = 64
     fmin: float = 25.0  # Hz, lowest mel band edge
     fmax: float = 1800.0  # Hz, highest mel band edge
-    mean: list[float] | None = None  # (n_mels,) per-band mean of training log-mel frames
-    std: list[float] | None = None  # (n_mels,) per-band std of training log-mel frames
+    # Extra per-frame channels after the mel bands (signals/adventitious.py): "transient"
+    # (crackle-like clicks) and/or "tonality" (wheeze-like tones); [] = log-mel only.
+    extras: list[str] = field(default_factory=list)
+    mean: list[float] | None = None  # (n_mels + extras,) per-channel mean of training log-mel frames
+    std: list[float] | None = None  # (n_mels + extras,) per-channel std of training log-mel frames
 
     def __post_init__(self) -> None:
         if self.kind not in ("logmel", "hf"):
@@ -64,6 +67,12 @@ class FeatureConfig:
                     f"({self.sample_rate / 2:g} Hz); set features.band_hz=null to turn the band-pass off"
                 )
             self.band_hz = [low, high]
+        from clinlm.signals.adventitious import EXTRAS
+
+        unknown = [e for e in self.extras if e not in EXTRAS]
+        if unknown:
+            raise ValueError(f"features.extras {unknown} unknown; choose from {list(EXTRAS)}")
+        self.extras = list(self.extras)
         if self.kind == "logmel" and not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
             raise ValueError(f"features.fmin/fmax ({self.fmin}, {self.fmax}) must lie within 0..{self.sample_rate / 2:g} Hz")
 
@@ -75,6 +84,11 @@ class FeatureConfig:
     def num_frames(self) -> int:
         """Frames of a padded log-mel: centred windows, one every `hop` samples."""
         return 1 + self.num_samples // self.hop
+
+    @property
+    def num_channels(self) -> int:
+        """Values per frame the built-in tower sees: the mel bands, then the extras."""
+        return self.n_mels + len(self.extras)
 
     @property
     def fitted(self) -> bool:
@@ -147,10 +161,11 @@ def _mel_filters(cfg: FeatureConfig) -> np.ndarray:
 
 
 def log_mel(x: np.ndarray, cfg: FeatureConfig, filters: np.ndarray | None = None) -> np.ndarray:
-    """Natural-log mel power spectrogram, (frames, n_mels) float32; frames = 1 + len(x) // hop.
+    """Natural-log mel power spectrogram, (frames, n_mels + extras) float32; frames = 1 + len(x) // hop.
 
     Centred Hann windows (reflect padding), |STFT|^2 through the transformers mel filter bank,
     floored at 1e-10 before the log. torch.stft is ~8x faster than a per-frame numpy loop.
+    `cfg.extras` channels (signals/adventitious.py) are appended in the order given.
     """
     if len(x) < cfg.n_fft // 2 + 1:  # reflect padding needs half a window
         x = np.pad(x, (0, cfg.n_fft // 2 + 1 - len(x)))
@@ -164,8 +179,20 @@ def log_mel(x: np.ndarray, cfg: FeatureConfig, filters: np.ndarray | None = None
         pad_mode="reflect",
         return_complex=True,
     )  # (n_fft // 2 + 1, frames)
-    power = spec.real**2 + spec.imag**2
-    return torch.log(torch.clamp(power.T @ mel, min=1e-10)).numpy()  # (frames, n_mels)
+    power = spec.real**2 + spec.imag**2  # (bins, frames)
+    feats = torch.log(torch.clamp(power.T @ mel, min=1e-10)).numpy()  # (frames, n_mels)
+    if not cfg.extras:
+        return feats
+    from clinlm.signals import adventitious
+
+    columns = [feats]
+    for name in cfg.extras:
+        if name == "transient":
+            columns.append(adventitious.transient_ratio(np.asarray(x, np.float64), cfg.sample_rate, cfg.hop, len(feats))[:, None])
+        else:  # tonality
+            freqs = np.arange(power.shape[0]) * cfg.sample_rate / cfg.n_fft
+            columns.append(adventitious.tonality(power.numpy(), freqs)[:, None])
+    return np.concatenate(columns, axis=1).astype(np.float32)  # (frames, n_mels + extras)
 
 
 def fit_normalisation(raw: Iterable[np.ndarray]) -> tuple[list[float], list[float]]:
@@ -251,7 +278,7 @@ class AudioFeatures:
             return torch.from_numpy(feats)
         if not self.cfg.fitted:
             raise ValueError("feature normalisation is not fitted: call AudioFeatures.fit(training paths) first")
-        out = np.zeros((self.cfg.num_frames, self.cfg.n_mels), dtype=np.float32)  # (frames, n_mels)
+        out = np.zeros((self.cfg.num_frames, self.cfg.num_channels), dtype=np.float32)  # (frames, channels)
         n = min(len(feats), self.cfg.num_frames)
         out[:n] = (feats[:n] - np.asarray(self.cfg.mean, np.float32)) / np.asarray(self.cfg.std, np.float32)
         return torch.from_numpy(out)
