@@ -6,8 +6,9 @@
     p_yes = yes_probability(model, [r for r in rows if r["task"] == "binary"])
 
 A row's final assistant turn (the reference answer) is dropped and generated. Rows are sorted by
-prompt length into batches (less padding) and answers come back in the input order. A text-only
-model (no audio tower) gets the same rows with the `<audio>` placeholders stripped.
+prompt length into batches (less padding) and answers come back in the input order. Rows may
+carry audio (`<audio>`, "audios"), ECG signals (`<ecg>`, "ecgs") and images (`<image>`, "images");
+a text-only model (no tower) gets the same rows with every placeholder stripped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Iterator
 
 import torch
 
+from clinlm.models.media import MEDIA, tokens_per_item
 from clinlm.train.collator import encode_prompt
 
 
@@ -24,8 +26,8 @@ def _batches(model, rows: list[dict[str, Any]], batch_size: int) -> Iterator[tup
     """(row indices, left-padded batch) in order of prompt length."""
     from clinlm.train.sft import collator_for
 
-    text_only = model.audio_tower is None
-    items = [encode_prompt(r, model.tokenizer, model.config.num_audio_tokens, text_only=text_only) for r in rows]
+    counts = tokens_per_item(model)  # {} for a text-only model
+    items = [encode_prompt(r, model.tokenizer, counts, text_only=not counts) for r in rows]
     order = sorted(range(len(items)), key=lambda i: len(items[i]["input_ids"]))
     collate = collator_for(model, padding_side="left")
     device = next(model.parameters()).device
@@ -51,7 +53,8 @@ def generate(model, rows: list[dict[str, Any]], max_new_tokens: int = 128, batch
     sampling = {"do_sample": True, "temperature": float(temperature)} if temperature > 0 else {"do_sample": False}
     for idx, batch in _batches(model, rows, batch_size):
         mask = batch["attention_mask"]
-        embeds = model.embed(batch["input_ids"], batch.get("audio_features"))  # (batch, seq, hidden)
+        embeds = model.embed(batch["input_ids"], batch.get("audio_features"), batch.get("ecg_features"),
+                             batch.get("pixel_values"))  # (batch, seq, hidden)
         new = model.language_model.generate(
             inputs_embeds=embeds,
             attention_mask=mask,
@@ -89,23 +92,48 @@ def yes_probability(model, rows: list[dict[str, Any]], batch_size: int = 16) -> 
 _LOADED: dict[str, Any] = {}
 
 
-def ask(checkpoint: str | Path, question: str, audios: list[str] | None = None, max_new_tokens: int = 160) -> str:
-    """Answer one question about zero or more recordings (one <audio> placeholder added per audio
-    when the question has none)."""
-    from clinlm.models.checkpoint import load_checkpoint
-    from clinlm.models.language_model import AUDIO_TOKEN
+def _exists(path: str, kind: str) -> bool:
+    if kind == "ecg":  # a WFDB record is named without its extension (rec/00001_lr for 00001_lr.hea)
+        from clinlm.signals.ecg import wfdb_base
 
-    audios = [str(Path(a).resolve()) for a in audios or []]
-    for a in audios:
-        if not Path(a).exists():
-            raise FileNotFoundError(f"audio file not found: {a}")
+        base = wfdb_base(path)
+        return base.with_name(base.name + ".hea").exists()
+    return Path(path).exists()
+
+
+def ask(
+    checkpoint: str | Path,
+    question: str,
+    audios: list[str] | None = None,
+    max_new_tokens: int = 160,
+    ecgs: list[str] | None = None,
+    images: list[str] | None = None,
+) -> str:
+    """Answer one question about zero or more recordings, ECG signals and images (one placeholder
+    added per item of a kind when the question has none of that kind)."""
+    from clinlm.models.checkpoint import load_checkpoint
+
+    given = {"audio": audios, "ecg": ecgs, "image": images}
+    media = {name: [str(Path(p).resolve()) for p in paths or []] for name, paths in given.items()}
+    for name, paths in media.items():
+        for p in paths:
+            if not _exists(p, name):
+                raise FileNotFoundError(f"{MEDIA[name].noun} file not found: {p}")
     key = str(Path(checkpoint).resolve())
     if key not in _LOADED:
         _LOADED[key] = load_checkpoint(checkpoint)
     model = _LOADED[key]
-    if audios and model.audio_tower is None:
-        raise ValueError(f"{checkpoint} is a text-only model; it cannot listen to {len(audios)} audio file(s)")
-    if AUDIO_TOKEN not in question:
-        question = AUDIO_TOKEN * len(audios) + question
-    row = {"messages": [{"role": "user", "content": question}], "audios": audios, "record_ids": ["ask"]}
+    prefix = {}
+    for name, paths in media.items():
+        kind = MEDIA[name]
+        if paths and getattr(model, kind.tower, None) is None:
+            takes = ", ".join(MEDIA[k].noun for k in tokens_per_item(model))
+            what = f"has no {kind.tower} (it takes {takes})" if takes else "is a text-only model"
+            raise ValueError(f"{checkpoint} {what}; it cannot take {len(paths)} {kind.noun} file(s)")
+        prefix[name] = "" if kind.token in question else kind.token * len(paths)
+    # "<ecg>\nquestion" is how the ECG bench frames most prompts; audio keeps its original "<audio>question".
+    other = prefix["ecg"] + prefix["image"]
+    question = prefix["audio"] + (other + "\n" if other else "") + question
+    row = {"messages": [{"role": "user", "content": question}], "record_ids": ["ask"],
+           **{MEDIA[name].rows_key: paths for name, paths in media.items()}}
     return generate(model, [row], max_new_tokens=max_new_tokens, batch_size=1)[0]

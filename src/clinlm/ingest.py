@@ -89,6 +89,30 @@ def summarise(records: list[Record], rejects: list[Reject], adapter: str, root: 
     }
 
 
+def parse_options(adapter: str, items: list[str] | None) -> dict[str, object]:
+    """`--option key=value` strings -> keyword arguments of the adapter's `read` (values as YAML:
+    `100` is an int, `true` a bool). An unknown key or a malformed item raises ValueError naming
+    the options the adapter has, e.g. `ptbxl`: sampling_rate (100 or 500)."""
+    import inspect
+
+    import yaml
+
+    params = [p for p in list(inspect.signature(get_adapter(adapter)).parameters.values())[1:]
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    known = {p.name: p.default for p in params}
+    listed = ", ".join(f"{k} (default {v!r})" for k, v in known.items()) or "none"
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"--option {item!r} must look like key=value (e.g. --option sampling_rate=100)")
+        if key not in known:
+            raise ValueError(f"adapter {adapter} has no option {key!r}; its options: {listed}")
+        out[key] = yaml.safe_load(raw)
+    return out
+
+
 def run_ingest(adapter: str, root: Path, out: Path, seed: int = 0, progress: bool = True, **kwargs) -> IngestResult:
     """Read `root` with the named adapter and write the record table to `out`.
 
@@ -137,6 +161,8 @@ def run_ingest(adapter: str, root: Path, out: Path, seed: int = 0, progress: boo
     result.seconds = time.perf_counter() - t0
     result.summary = summarise(result.records, result.rejects, adapter, root, result.seconds)
     result.summary["seed"] = seed
+    # adapter options (--option key=value), as JSON
+    result.summary["options"] = {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in kwargs.items()}
 
     atomic_write_table(records_to_table(result.records), out / RECORDS_FILE)
     atomic_write_table(rejects_to_table(result.rejects), out / REJECTS_FILE)

@@ -22,6 +22,19 @@ def test_conv_tower_downsamples_time_by_two_per_block():
     assert torch.allclose(tower(x)[0], tower(y)[0]) and not torch.allclose(tower(x)[1], tower(y)[1])
 
 
+def test_skip_carries_a_one_frame_event_to_the_output_where_it_happened():
+    tower = ConvAudioEncoder(n_mels=16, channels=32, layers=3, skip=True)
+    assert tower.hidden_size == 32 + 16
+    x = torch.zeros(1, 160, 16)
+    x[0, 83, 5] = 7.0  # one frame of one channel, e.g. a crackle in the transient channel
+    out = tower(x)  # (1, 20, 48)
+    assert out.shape == (1, 20, 48)
+    peaks = out[0, :, 32 + 5]
+    assert peaks[83 // 8] == 7.0 and peaks.argmax() == 83 // 8 and (peaks == 0).sum() == 19
+    # old checkpoints' specs (no "skip") rebuild without it
+    assert build_audio_tower({"type": "conv", "n_mels": 16, "channels": 32, "layers": 3}).hidden_size == 32
+
+
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
 @pytest.mark.parametrize("frames", [3, 40, 1000])
 def test_projector_gives_a_fixed_number_of_tokens_whatever_the_length(kind, frames):

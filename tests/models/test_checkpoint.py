@@ -70,7 +70,7 @@ def test_checkpoint_folder_describes_itself(embedded_ckpt, lora_ckpt):
         assert recipe["train"]["max_steps"] == 2 and recipe["model"]["num_audio_tokens"] == 2
         assert clinlm.load(ckpt).tokenizer.chat_template
     feats = json.loads((embedded_ckpt / "features.json").read_text())
-    assert feats["kind"] == "logmel" and len(feats["mean"]) == feats["n_mels"] and feats["band_hz"] == [25.0, 1800.0]
+    assert feats["kind"] == "logmel" and len(feats["mean"]) == feats["n_mels"] + len(feats["extras"]) and feats["band_hz"] == [25.0, 1800.0]
     assert (lora_ckpt / "adapter" / "adapter_config.json").exists() and (lora_ckpt / "feature_extractor" / "preprocessor_config.json").exists()
     assert not (embedded_ckpt / "adapter").exists()  # the embedded LM is trained fully, no LoRA
 

@@ -10,8 +10,10 @@ from clinlm.infer import generate
 from clinlm.train.data import read_rows
 from clinlm.train.run import SECTIONS, load_config, train_from_config
 
-# The SFT recipes (data/features/model/train sections); other trainers' configs have their own tests.
-RECIPES = [p for p in shipped_configs() if set(load_config(p)) == set(SECTIONS) and "audio_tower" in load_config(p)["model"]]
+# The audio SFT recipes (data/features/model/train sections); other trainers' configs, and the
+# ECG / image recipes (tests/ecg/test_ecg_model.py, on ECG rows), have their own tests.
+RECIPES = [p for p in shipped_configs() if set(load_config(p)) == set(SECTIONS) and "audio_tower" in load_config(p)["model"]
+           and all(str(load_config(p)["model"].get(k, "none")).lower() == "none" for k in ("ecg_tower", "vision_tower"))]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ Two choices, picked by `model.audio_tower` in the config:
   `last_hidden_state`; its AutoFeatureExtractor does the feature extraction.
 
 `tower_spec` is the JSON-able description stored in the checkpoint's config, from which
-`build_audio_tower` rebuilds the same architecture without the original folder.
+`build_audio_tower` rebuilds the same architecture without the original folder. An encoder folder
+written by `clinlm align` (a spec + trained weights + features, models/encoder_folder.py) is a
+third choice: `models/build.py` loads it with `load_encoder_folder`.
 """
 
 from __future__ import annotations
@@ -22,9 +24,15 @@ from torch import nn
 
 
 class ConvAudioEncoder(nn.Module):
-    """(batch, frames, n_mels) -> (batch, ceil(frames / 2**layers), channels)."""
+    """(batch, frames, n_mels) -> (batch, ceil(frames / 2**layers), channels [+ n_mels with skip]).
 
-    def __init__(self, n_mels: int, channels: int = 128, layers: int = 3, kernel: int = 5, dropout: float = 0.0):
+    `skip=True` appends the input frames, max-pooled to the output frame rate, to the conv output.
+    Short events that matter clinically (a crackle is one frame of the `transient` channel) then
+    reach the projector unchanged instead of being averaged away by the convolutions, and the
+    projector's max-pooling carries them to the language model.
+    """
+
+    def __init__(self, n_mels: int, channels: int = 128, layers: int = 3, kernel: int = 5, dropout: float = 0.0, skip: bool = False):
         super().__init__()
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
@@ -32,14 +40,19 @@ class ConvAudioEncoder(nn.Module):
             self.convs.append(nn.Conv1d(n_mels if i == 0 else channels, channels, kernel, stride=2, padding=kernel // 2))
             self.norms.append(nn.LayerNorm(channels))
         self.dropout = nn.Dropout(dropout)
-        self.hidden_size = channels
+        self.skip = skip
+        self.hidden_size = channels + (n_mels if skip else 0)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        h = features.transpose(1, 2)  # (batch, n_mels, frames): Conv1d wants channels first
+        x = features.transpose(1, 2)  # (batch, n_mels, frames): Conv1d wants channels first
+        h = x
         for conv, norm in zip(self.convs, self.norms):
             h = conv(h)  # (batch, channels, frames / 2)
             h = norm(nn.functional.gelu(h).transpose(1, 2)).transpose(1, 2)
-        return self.dropout(h.transpose(1, 2))  # (batch, frames', channels)
+        if self.skip:
+            peaks = nn.functional.adaptive_max_pool1d(x, h.shape[-1])  # (batch, n_mels, frames')
+            h = torch.cat([h, peaks], dim=1)
+        return self.dropout(h.transpose(1, 2))  # (batch, frames', hidden_size)
 
 
 class HFAudioEncoder(nn.Module):
@@ -69,8 +82,9 @@ def load_hf_audio_tower(folder: str | Path) -> tuple[HFAudioEncoder, Any, dict[s
     folder = Path(folder)
     if not (folder / "config.json").exists():
         raise FileNotFoundError(
-            f"model.audio_tower={folder} is neither 'builtin', 'none' nor a folder with a transformers "
-            "config.json (save one with model.save_pretrained(folder) and its feature extractor beside it)"
+            f"model.audio_tower={folder} is neither 'builtin', 'none', an encoder folder from `clinlm align` "
+            "(clinlm_encoder.json) nor a folder with a transformers config.json (save one with "
+            "model.save_pretrained(folder) and its feature extractor beside it)"
         )
     try:
         extractor = AutoFeatureExtractor.from_pretrained(folder)
@@ -85,7 +99,9 @@ def load_hf_audio_tower(folder: str | Path) -> tuple[HFAudioEncoder, Any, dict[s
 def build_audio_tower(spec: dict[str, Any]) -> nn.Module:
     """Rebuild a tower (random weights) from its spec; the checkpoint's weights are loaded after."""
     if spec["type"] == "conv":
-        return ConvAudioEncoder(spec["n_mels"], spec["channels"], spec["layers"], spec.get("kernel", 5), spec.get("dropout", 0.0))
+        return ConvAudioEncoder(
+            spec["n_mels"], spec["channels"], spec["layers"], spec.get("kernel", 5), spec.get("dropout", 0.0), spec.get("skip", False)
+        )
     if spec["type"] == "hf":
         from transformers import AutoConfig, AutoModel
 

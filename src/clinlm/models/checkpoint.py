@@ -4,8 +4,11 @@
     model.safetensors      every weight: audio tower, projector, LM (with its LoRA layers)
     adapter/               the LoRA adapter alone, in peft's format (when LoRA is used)
     tokenizer.json, tokenizer_config.json, chat_template.jinja
-    features.json          sample rate, band-pass, mel settings, normalisation statistics
+    features.json          audio: sample rate, band-pass, mel settings, normalisation statistics
     feature_extractor/     a transformers audio encoder's own preprocessor (hf towers only)
+    ecg_features.json      ECG: sample rate, seconds, lead order, band-pass, per-lead statistics
+    image_features.json    images: size, per-channel statistics (or kind "hf")
+    image_processor/       a transformers vision encoder's own image processor (hf towers only)
     clinlm.yaml            the resolved recipe config
     provenance.json        versions (torch, transformers, peft, clinlm), the command, time
 
@@ -26,7 +29,9 @@ import torch
 import yaml
 
 from clinlm.models.composite import ClinConfig, ClinModel
+from clinlm.signals.ecg_features import EcgFeatureConfig, EcgFeatures
 from clinlm.signals.features import FEATURE_EXTRACTOR_DIR, FEATURES_FILE, AudioFeatures, FeatureConfig
+from clinlm.signals.image_features import IMAGE_PROCESSOR_DIR, ImageFeatureConfig, ImageFeatures
 
 CONFIG_FILE = "clinlm.yaml"
 PROVENANCE_FILE = "provenance.json"
@@ -61,6 +66,13 @@ def save_checkpoint(model: ClinModel, tokenizer, feature_config: FeatureConfig |
         extractor = getattr(getattr(model, "features", None), "extractor", None)
         if extractor is not None:
             extractor.save_pretrained(out / FEATURE_EXTRACTOR_DIR)
+    media = getattr(model, "media_features", None) or {}
+    if "ecg" in media:
+        media["ecg"].cfg.save(out)
+    if "image" in media:
+        media["image"].cfg.save(out)
+        if media["image"].processor is not None:
+            media["image"].processor.save_pretrained(out / IMAGE_PROCESSOR_DIR)
     (out / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
     provenance = {
         "command": list(sys.argv),
@@ -85,8 +97,8 @@ def _state_dict(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device | None = None) -> ClinModel:
-    """A ClinModel in eval mode with `.tokenizer`, `.features` and `.recipe` attached."""
-    from transformers import AutoFeatureExtractor, AutoTokenizer
+    """A ClinModel in eval mode with `.tokenizer`, `.features`, `.media_features` and `.recipe` attached."""
+    from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoTokenizer
 
     path = Path(path)
     if not (path / "config.json").exists():
@@ -109,6 +121,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None) 
         if (path / FEATURE_EXTRACTOR_DIR).exists():
             extractor = AutoFeatureExtractor.from_pretrained(path / FEATURE_EXTRACTOR_DIR)
         model.features = AudioFeatures(FeatureConfig.load(path), extractor)
+    model.media_features = {} if model.features is None else {"audio": model.features}
+    if config.ecg_tower is not None:
+        model.media_features["ecg"] = EcgFeatures(EcgFeatureConfig.load(path))
+    if config.vision_tower is not None:
+        processor = AutoImageProcessor.from_pretrained(path / IMAGE_PROCESSOR_DIR) if (path / IMAGE_PROCESSOR_DIR).exists() else None
+        model.media_features["image"] = ImageFeatures(ImageFeatureConfig.load(path), processor)
     recipe = path / CONFIG_FILE
     model.recipe = yaml.safe_load(recipe.read_text()) if recipe.exists() else {}
     if device is not None:

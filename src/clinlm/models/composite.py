@@ -1,18 +1,24 @@
-"""The composite audio-language model: `audio_tower` -> `multi_modal_projector` -> `language_model`.
+"""The composite model: one tower + projector per media kind -> `language_model`.
 
-Named like transformers' audio-language models (Qwen2-Audio, LLaVA). The prompt holds
-`num_audio_tokens` copies of the `<audio>` token for every recording (the collator expands each
-`<audio>` placeholder of the text); their embeddings are replaced, in order, by the projected
-audio features:
+Named like transformers' multimodal models (Qwen2-Audio, LLaVA): `audio_tower` ->
+`multi_modal_projector` for recordings, `ecg_tower` -> `ecg_projector` for multi-lead ECG signals,
+`vision_tower` -> `vision_projector` for images (the table of kinds is `models/media.py`). The
+prompt holds `num_<kind>_tokens` copies of the kind's token for every item (the collator expands
+each `<audio>` / `<ecg>` / `<image>` placeholder of the text); their embeddings are replaced, in
+order, by the projected features:
 
     input_ids (batch, seq) --embed--> (batch, seq, hidden)
-    audio_features (n_audios, *feature shape) --tower--> (n_audios, frames', d_audio)
-        --projector--> (n_audios, num_audio_tokens, hidden) --scatter into <audio> positions-->
+    audio_features (n_audios, *feature shape) --audio_tower--> (n_audios, frames', d_audio)
+        --multi_modal_projector--> (n_audios, num_audio_tokens, hidden) --scatter into <audio> slots
+    ecg_features (n_ecgs, samples, leads) --ecg_tower--> --ecg_projector--> <ecg> slots
+    pixel_values (n_images, 3, H, W) --vision_tower--> --vision_projector--> <image> slots
     inputs_embeds (batch, seq, hidden) --language_model--> logits, loss
 
-Audios are listed row by row, in placeholder order, so several audios per row (comparison tasks)
-need nothing special. Text-only mode (`audio_tower=None`): no tower, no projector; the collator
-strips the placeholders, which gives the "same LM and recipe, audio removed" baseline.
+Items are listed row by row, in placeholder order, per kind, so several items per row
+(comparison tasks, an ECG with its printout) need nothing special. A model takes the kinds whose
+tower is set in its config (`audio_tower`, `ecg_tower`, `vision_tower`); text-only mode (no
+tower at all): the collator strips the placeholders, which gives the "same LM and recipe, media
+removed" baseline. Configs written before ECG and images existed (audio keys only) load unchanged.
 
 `ClinModel` is a `PreTrainedModel` so that `Trainer.save_model`/checkpoint resume handle it
 (tied embeddings inside a plain nn.Module fail to save). LoRA wraps the LM with peft after
@@ -28,9 +34,13 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from clinlm.models.audio_tower import build_audio_tower
+from clinlm.models.ecg_tower import build_ecg_tower
+from clinlm.models.media import MEDIA, MediaKind
 from clinlm.models.projector import AudioProjector
+from clinlm.models.vision_tower import build_vision_tower
 
-PARTS = ("audio_tower", "multi_modal_projector", "language_model")
+PARTS = ("audio_tower", "multi_modal_projector", "ecg_tower", "ecg_projector", "vision_tower", "vision_projector", "language_model")
+BUILDERS = {"audio": build_audio_tower, "ecg": build_ecg_tower, "image": build_vision_tower}
 
 
 class ClinConfig(PretrainedConfig):
@@ -44,6 +54,12 @@ class ClinConfig(PretrainedConfig):
         num_audio_tokens: int = 8,  # prefix tokens per recording
         audio_token_id: int | None = None,
         lora: dict[str, Any] | None = None,  # peft LoraConfig kwargs; None = no LoRA
+        ecg_tower: dict[str, Any] | None = None,  # ECG tower spec (ecg_tower.py); None = no ECG input
+        num_ecg_tokens: int = 8,  # prefix tokens per ECG
+        ecg_token_id: int | None = None,
+        vision_tower: dict[str, Any] | None = None,  # vision tower spec (vision_tower.py); None = no images
+        num_image_tokens: int = 8,  # prefix tokens per image
+        image_token_id: int | None = None,
         **kwargs: Any,
     ):
         self.lm_config = lm_config
@@ -52,7 +68,16 @@ class ClinConfig(PretrainedConfig):
         self.num_audio_tokens = num_audio_tokens
         self.audio_token_id = audio_token_id
         self.lora = lora
+        self.ecg_tower = ecg_tower
+        self.num_ecg_tokens = num_ecg_tokens
+        self.ecg_token_id = ecg_token_id
+        self.vision_tower = vision_tower
+        self.num_image_tokens = num_image_tokens
+        self.image_token_id = image_token_id
         super().__init__(**kwargs)
+
+    def tower_spec(self, kind: MediaKind) -> dict[str, Any] | None:
+        return getattr(self, kind.tower, None)
 
 
 def lm_from_config(lm_config: dict[str, Any]) -> PreTrainedModel:
@@ -65,22 +90,33 @@ class ClinModel(PreTrainedModel):
     base_model_prefix = "clinlm"
     main_input_name = "input_ids"
 
-    def __init__(self, config: ClinConfig, language_model: PreTrainedModel | None = None, audio_tower: nn.Module | None = None):
+    def __init__(
+        self,
+        config: ClinConfig,
+        language_model: PreTrainedModel | None = None,
+        audio_tower: nn.Module | None = None,
+        towers: dict[str, nn.Module] | None = None,  # {"ecg": ..., "image": ...}: pretrained towers to use
+    ):
         super().__init__(config)
         # post_init before the parts are attached: it would otherwise re-run weight initialisation
-        # over them, and a pretrained LM or audio encoder must keep its weights.
+        # over them, and a pretrained LM or encoder must keep its weights.
         self.post_init()
         lm = language_model if language_model is not None else lm_from_config(config.lm_config)
-        if config.audio_tower is not None:
-            self.audio_tower = audio_tower if audio_tower is not None else build_audio_tower(config.audio_tower)
-            self.multi_modal_projector = AudioProjector(
-                self.audio_tower.hidden_size, lm.config.hidden_size, config.num_audio_tokens, config.projector
-            )
-            with torch.no_grad():  # audio tokens start at the size of text tokens (per-dimension std)
-                self.multi_modal_projector.norm.weight.fill_(float(lm.get_input_embeddings().weight.std()))
-        else:
-            self.audio_tower = None
-            self.multi_modal_projector = None
+        given = {**(towers or {}), **({"audio": audio_tower} if audio_tower is not None else {})}
+        for kind in MEDIA.values():
+            spec = config.tower_spec(kind)
+            if spec is None:
+                setattr(self, kind.tower, None)
+                setattr(self, kind.projector, None)
+                continue
+            tower = given.get(kind.name)
+            if tower is None:
+                tower = BUILDERS[kind.name](spec)
+            setattr(self, kind.tower, tower)
+            projector = AudioProjector(tower.hidden_size, lm.config.hidden_size, getattr(config, kind.num_tokens_key), config.projector)
+            with torch.no_grad():  # media tokens start at the size of text tokens (per-dimension std)
+                projector.norm.weight.fill_(float(lm.get_input_embeddings().weight.std()))
+            setattr(self, kind.projector, projector)
         inner = "language_model."
         if config.lora:
             from peft import LoraConfig, get_peft_model
@@ -101,36 +137,53 @@ class ClinModel(PreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
 
+    def encode_media(self, kind: str, features: torch.Tensor) -> torch.Tensor:
+        """(n_items, *feature shape) -> (n_items, num_<kind>_tokens, hidden) through the kind's tower and projector."""
+        k = MEDIA[kind]
+        tower = getattr(self, k.tower)
+        first = next(tower.parameters())
+        hidden = tower(features.to(first.device, first.dtype))  # (n_items, frames', d_tower)
+        return getattr(self, k.projector)(hidden)
+
     def encode_audio(self, audio_features: torch.Tensor) -> torch.Tensor:
         """(n_audios, *feature shape) -> (n_audios, num_audio_tokens, hidden)."""
-        first = next(self.audio_tower.parameters())
-        hidden = self.audio_tower(audio_features.to(first.device, first.dtype))  # (n_audios, frames', d_audio)
-        return self.multi_modal_projector(hidden)
+        return self.encode_media("audio", audio_features)
 
-    def embed(self, input_ids: torch.Tensor, audio_features: torch.Tensor | None = None) -> torch.Tensor:
-        """Token embeddings with every run of <audio> tokens replaced by one recording's prefix."""
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        audio_features: torch.Tensor | None = None,
+        ecg_features: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Token embeddings with every run of media tokens replaced by one item's prefix, per kind."""
         embeds = self.get_input_embeddings()(input_ids)  # (batch, seq, hidden)
-        slots = input_ids == self.config.audio_token_id  # (batch, seq)
-        n_slots = int(slots.sum())
-        n_audios = 0 if audio_features is None else int(audio_features.shape[0])
-        if self.audio_tower is None:
-            if n_slots or n_audios:
+        given = {"audio": audio_features, "ecg": ecg_features, "image": pixel_values}
+        for kind in MEDIA.values():
+            features = given[kind.name]
+            token_id = getattr(self.config, kind.token_id_key, None)
+            slots = input_ids == token_id if token_id is not None else torch.zeros_like(input_ids, dtype=torch.bool)
+            n_slots = int(slots.sum())
+            n_items = 0 if features is None else int(features.shape[0])
+            if getattr(self, kind.tower) is None:
+                if n_slots or n_items:
+                    takes = ", ".join(k.token for k in MEDIA.values() if getattr(self, k.tower) is not None) or "text only"
+                    raise ValueError(
+                        f"this model has no {kind.tower}, but the batch has {n_slots} {kind.token} tokens and {n_items} "
+                        f"{kind.noun} input(s); it takes: {takes} (a text-only model's collator strips the placeholders)"
+                    )
+                continue
+            n = getattr(self.config, kind.num_tokens_key)
+            if n_slots != n_items * n:
                 raise ValueError(
-                    f"this is a text-only model, but the batch has {n_slots} <audio> tokens and {n_audios} "
-                    "audios: strip the placeholders (the collator does this for text-only models)"
+                    f"{kind.token} token count does not match the {kind.noun} inputs: {n_slots} tokens in the batch (per row "
+                    f"{slots.sum(1).tolist()}) but {n_items} {kind.rows_key} x {n} tokens each; every "
+                    f"{kind.token} placeholder must be expanded to {kind.num_tokens_key} tokens and have one input"
                 )
-            return embeds
-        per_row = slots.sum(1).tolist()
-        if n_slots != n_audios * self.config.num_audio_tokens:
-            raise ValueError(
-                f"<audio> token count does not match the audios: {n_slots} tokens in the batch (per row "
-                f"{per_row}) but {n_audios} audios x {self.config.num_audio_tokens} tokens each; every "
-                "<audio> placeholder must be expanded to num_audio_tokens tokens and have one audio"
-            )
-        if n_audios:
-            audio = self.encode_audio(audio_features)  # (n_audios, N, hidden)
-            # Row-major order of the slots = row by row, placeholder by placeholder = audio order.
-            embeds = embeds.masked_scatter(slots.unsqueeze(-1), audio.to(embeds.dtype).reshape(-1, embeds.shape[-1]))
+            if n_items:
+                media = self.encode_media(kind.name, features)  # (n_items, N, hidden)
+                # Row-major order of the slots = row by row, placeholder by placeholder = item order.
+                embeds = embeds.masked_scatter(slots.unsqueeze(-1), media.to(embeds.dtype).reshape(-1, embeds.shape[-1]))
         return embeds
 
     def forward(
@@ -140,20 +193,22 @@ class ClinModel(PreTrainedModel):
         labels: torch.Tensor | None = None,
         audio_features: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        ecg_features: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
         **kwargs: Any,
     ):
         if position_ids is None and attention_mask is not None:
             # Count positions from the first real token, so left-padded rows (generation) and
             # right-padded rows (training) see the same positions.
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        embeds = self.embed(input_ids, audio_features)
+        embeds = self.embed(input_ids, audio_features, ecg_features, pixel_values)
         return self.language_model(
             inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, labels=labels, **kwargs
         )
 
     # --- freezing ---------------------------------------------------------------------------
     def freeze(self, parts: dict[str, bool]) -> None:
-        """Freeze parts by name ({"audio_tower": True, ...}); LoRA keeps its own split of the LM."""
+        """Freeze parts by name ({"audio_tower": True, "ecg_tower": True, ...}); LoRA keeps its own split of the LM."""
         unknown = set(parts) - set(PARTS)
         if unknown:
             raise ValueError(f"unknown parts to freeze {sorted(unknown)}; parts: {', '.join(PARTS)}")

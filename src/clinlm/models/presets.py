@@ -27,12 +27,36 @@ LM_PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-# Built-in conv tower sizes (channels, stride-2 blocks): frames' = frames / 2**layers.
+# Built-in conv tower sizes (channels, stride-2 blocks): frames' = frames / 2**layers; `skip` also
+# passes the max-pooled input frames to the projector (audio_tower.py).
 TOWER_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(channels=32, layers=2),
-    "small": dict(channels=64, layers=3),
-    "base": dict(channels=128, layers=3),
+    "tiny": dict(channels=32, layers=2, skip=True),
+    "small": dict(channels=64, layers=3, skip=True),
+    "base": dict(channels=128, layers=3, skip=True),
 }
+
+
+# Built-in ECG tower sizes (conv1d blocks of stride 2 over (samples, leads)): at 100 Hz x 10 s the
+# "small" tower gives 1000 / 2**6 = 16 frames, each seeing about 3.8 s (a few beats: rhythm).
+ECG_TOWER_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(channels=16, layers=3, kernel=7),
+    "small": dict(channels=64, layers=6, kernel=7),
+    "base": dict(channels=128, layers=6, kernel=7),
+}
+
+# Built-in vision tower sizes (conv2d blocks of stride 2): a 288 x 384 page gives 9 x 12 cells
+# with "small" (5 blocks).
+VISION_TOWER_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(channels=[8, 16], layers=2),
+    "small": dict(channels=[16, 32, 64, 64, 64], layers=5),
+    "base": dict(channels=[32, 64, 128, 128, 128], layers=5),
+}
+
+
+def named_preset(table: dict[str, dict[str, Any]], name: str, what: str) -> dict[str, Any]:
+    if name not in table:
+        raise KeyError(f"unknown {what} preset {name!r}; presets: {', '.join(table)}")
+    return dict(table[name])
 
 
 def lm_preset(name: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Rows -> token ids with assistant-only labels -> padded batches with their audio features.
+"""Rows -> token ids with assistant-only labels -> padded batches with their media features.
 
 Tokenisation uses the LM's own chat template. For every assistant turn i the template is
 rendered twice: the conversation up to turn i with the generation prompt, and up to and including
@@ -8,35 +8,62 @@ Each piece is tokenised on its own, so the prompt tokens a model trains on are t
 prompts, system text, padding and `<audio>` slots never carry a loss.
 
 Each `<audio>` placeholder is expanded to `num_audio_tokens` `<audio>` tokens (the model fills
-them with the projected recording). Text-only models strip the placeholders instead.
+them with the projected recording), and likewise `<ecg>` and `<image>` with their own counts
+(`num_tokens` maps each kind the model takes to its count; a plain int means audio only). A row
+with a kind the model does not take is an error naming the row. Text-only models strip every
+placeholder instead.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from clinlm.models.language_model import AUDIO_TOKEN
+from clinlm.models.media import MEDIA, placeholder_count, row_media
 from clinlm.train.data import check_row, row_name
 
 IGNORE = -100
-_STRIP = re.compile(r"[ \t]*" + re.escape(AUDIO_TOKEN) + r"[ \t]*\n?")
+_STRIP = re.compile(r"[ \t]*(?:" + "|".join(re.escape(k.token) for k in MEDIA.values()) + r")[ \t]*\n?")
 
 
-def prepare_messages(messages: list[dict[str, Any]], num_audio_tokens: int, text_only: bool) -> list[dict[str, str]]:
-    """Expand (or, text-only, remove) the <audio> placeholders in every message."""
+def _counts(num_tokens: int | dict[str, int]) -> dict[str, int]:
+    """{kind: prefix tokens per item}; an int is the audio count (the audio-only interface)."""
+    return {"audio": int(num_tokens)} if isinstance(num_tokens, int) else {k: int(v) for k, v in num_tokens.items()}
+
+
+def prepare_messages(messages: list[dict[str, Any]], num_tokens: int | dict[str, int], text_only: bool) -> list[dict[str, str]]:
+    """Expand (or, text-only, remove) the media placeholders in every message."""
+    counts = _counts(num_tokens)
     out = []
     for m in messages:
         content = m["content"]
         if text_only:
             content = re.sub(r" +([.,;:?!])", r"\1", re.sub(r" {2,}", " ", _STRIP.sub(" ", content))).strip()
         else:
-            content = content.replace(AUDIO_TOKEN, AUDIO_TOKEN * num_audio_tokens)
+            for kind, n in counts.items():
+                content = content.replace(MEDIA[kind].token, MEDIA[kind].token * n)
         out.append({"role": m["role"], "content": content})
     return out
+
+
+def _check_kinds(row: dict[str, Any], counts: dict[str, int], text_only: bool) -> None:
+    """A row with media of a kind the model does not take cannot be encoded: say which."""
+    if text_only:
+        return
+    for kind in MEDIA.values():
+        if kind.name not in counts and (row_media(row, kind) or placeholder_count(row, kind)):
+            takes = ", ".join(MEDIA[k].token for k in counts) or "text only"
+            raise ValueError(
+                f"{row_name(row)}: the row has {kind.noun} input ({kind.token}) but this model has no {kind.tower}; "
+                f"it takes {takes}"
+            )
+
+
+def _media_lists(row: dict[str, Any], text_only: bool) -> dict[str, list[str]]:
+    return {k.rows_key: [] if text_only else row_media(row, k) for k in MEDIA.values()}
 
 
 def _render(tokenizer, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
@@ -47,9 +74,13 @@ def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
 
-def encode_row(row: dict[str, Any], tokenizer, num_audio_tokens: int, text_only: bool = False) -> dict[str, Any]:
-    """Token ids and labels of a whole conversation: {"input_ids", "labels", "audios", "row"}."""
+def encode_row(row: dict[str, Any], tokenizer, num_audio_tokens: int | dict[str, int], text_only: bool = False) -> dict[str, Any]:
+    """Token ids and labels of a whole conversation: {"input_ids", "labels", "audios", "ecgs", "images", "row"}.
+
+    `num_audio_tokens`: prefix tokens per item, an int (audio) or {kind: count} for every kind the model takes.
+    """
     check_row(row)
+    _check_kinds(row, _counts(num_audio_tokens), text_only)
     msgs = prepare_messages(row["messages"], num_audio_tokens, text_only)
     if not any(m["role"] == "assistant" for m in msgs):
         raise ValueError(f"{row_name(row)}: no assistant message to train on")
@@ -74,25 +105,37 @@ def encode_row(row: dict[str, Any], tokenizer, num_audio_tokens: int, text_only:
     tail = _ids(tokenizer, _render(tokenizer, msgs, add_generation_prompt=False)[len(done) :])
     ids += tail
     labels += [IGNORE] * len(tail)
-    return {"input_ids": ids, "labels": labels, "audios": [] if text_only else list(row.get("audios") or []), "row": row_name(row)}
+    return {"input_ids": ids, "labels": labels, **_media_lists(row, text_only), "row": row_name(row)}
 
 
-def encode_prompt(row: dict[str, Any], tokenizer, num_audio_tokens: int, text_only: bool = False) -> dict[str, Any]:
+def encode_prompt(row: dict[str, Any], tokenizer, num_audio_tokens: int | dict[str, int], text_only: bool = False) -> dict[str, Any]:
     """Token ids of the prompt for generation: the conversation minus its final assistant turn."""
     msgs = row["messages"][:-1] if row["messages"] and row["messages"][-1]["role"] == "assistant" else row["messages"]
     prompt_row = {**row, "messages": msgs}
     check_row(prompt_row)
+    _check_kinds(prompt_row, _counts(num_audio_tokens), text_only)
     text = _render(tokenizer, prepare_messages(msgs, num_audio_tokens, text_only), add_generation_prompt=True)
     ids = _ids(tokenizer, text)
-    return {"input_ids": ids, "labels": [IGNORE] * len(ids), "audios": [] if text_only else list(row.get("audios") or []), "row": row_name(row)}
+    return {"input_ids": ids, "labels": [IGNORE] * len(ids), **_media_lists(prompt_row, text_only), "row": row_name(row)}
+
+
+@dataclass
+class MediaSlot:
+    """How the collator handles one media kind: its token id, tokens per item, features (path -> tensor)."""
+
+    token_id: int
+    num_tokens: int
+    features: Any
 
 
 @dataclass
 class Collator:
-    """Pads encoded rows and stacks their audio features (in row, then placeholder, order).
+    """Pads encoded rows and stacks their media features (per kind, in row, then placeholder, order).
 
-    Batch: input_ids/attention_mask/labels (batch, seq); audio_features (n_audios, *feature shape)
-    or absent when the batch has no audio. Right padding for training, left for generation.
+    Batch: input_ids/attention_mask/labels (batch, seq); audio_features (n_audios, *feature shape),
+    ecg_features (n_ecgs, samples, leads), pixel_values (n_images, 3, H, W), each absent when the
+    batch has none. Right padding for training, left for generation. The audio fields are the
+    audio-only interface; `media` holds the other kinds ({"ecg": MediaSlot, "image": MediaSlot}).
     """
 
     pad_token_id: int
@@ -100,8 +143,16 @@ class Collator:
     num_audio_tokens: int = 0
     features: Any = None  # AudioFeatures, None for text-only models
     padding_side: str = "right"
+    media: dict[str, MediaSlot] = field(default_factory=dict)
+
+    def _slots(self) -> dict[str, MediaSlot]:
+        slots = dict(self.media)
+        if self.audio_token_id is not None:
+            slots["audio"] = MediaSlot(self.audio_token_id, self.num_audio_tokens, self.features)
+        return slots
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        slots = self._slots()
         longest = max(len(it["input_ids"]) for it in items)
         ids = torch.full((len(items), longest), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(items), longest), IGNORE, dtype=torch.long)
@@ -112,17 +163,23 @@ class Collator:
             ids[b, span] = torch.tensor(it["input_ids"], dtype=torch.long)
             labels[b, span] = torch.tensor(it["labels"], dtype=torch.long)
             mask[b, span] = 1
-            if self.audio_token_id is not None:
-                slots = sum(1 for t in it["input_ids"] if t == self.audio_token_id)
-                if slots != len(it["audios"]) * self.num_audio_tokens:
+            for name, slot in slots.items():
+                kind = MEDIA[name]
+                n_items = len(it.get(kind.rows_key) or [])
+                found = sum(1 for t in it["input_ids"] if t == slot.token_id)
+                if found != n_items * slot.num_tokens:
                     raise ValueError(
-                        f"{it['row']}: {slots} <audio> tokens for {len(it['audios'])} audio(s) x "
-                        f"{self.num_audio_tokens} tokens each (does the tokenizer split '<audio>'?)"
+                        f"{it['row']}: {found} {kind.token} tokens for {n_items} {kind.noun} input(s) x "
+                        f"{slot.num_tokens} tokens each (does the tokenizer split '{kind.token}'?)"
                     )
         batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-        paths = [p for it in items for p in it["audios"]]
-        if paths:
-            if self.features is None:
-                raise ValueError(f"{items[0]['row']}: rows have audio but this model has no audio features (text-only?)")
-            batch["audio_features"] = torch.stack([self.features(p) for p in paths])  # (n_audios, *feature shape)
+        for kind in MEDIA.values():
+            paths = [p for it in items for p in it.get(kind.rows_key) or []]
+            if not paths:
+                continue
+            slot = slots.get(kind.name)
+            if slot is None or slot.features is None:
+                raise ValueError(f"{items[0]['row']}: rows have {kind.noun} input but this model has no {kind.noun} features "
+                                 f"(no {kind.tower}, or text-only)")
+            batch[kind.batch_key] = torch.stack([slot.features(p) for p in paths])  # (n_items, *feature shape)
         return batch

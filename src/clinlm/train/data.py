@@ -5,7 +5,9 @@ A row (bench format, LLaMA-Factory / ms-swift convention):
                   {"role": "assistant", "content": "Yes, ..."}],
      "audios": ["circor/50782_AV.wav"], "task": "binary", "record_ids": [...],
      "patient_id": "...", "dataset": "...", "split": "...", "answer": {...}}
-Relative audio paths resolve against the JSONL file's folder; `read_rows` makes them absolute so
+ECG rows use `<ecg>` placeholders with `"ecgs"` (WFDB record paths) and image rows `<image>` with
+`"images"` (models/media.py); each kind's placeholders are counted against its own list.
+Relative media paths resolve against the JSONL file's folder; `read_rows` makes them absolute so
 rows can be passed around (to training, `clinlm.infer.generate`, the evaluator) on their own.
 """
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from clinlm.models.language_model import AUDIO_TOKEN
+from clinlm.models.media import MEDIA, placeholder_count, row_media
 
 
 def row_name(row: dict[str, Any]) -> str:
@@ -26,8 +29,8 @@ def row_name(row: dict[str, Any]) -> str:
     return f"row {', '.join(map(str, ids)) or '<no record_ids>'}{task}{where}"
 
 
-def count_placeholders(row: dict[str, Any]) -> int:
-    return sum(str(m.get("content", "")).count(AUDIO_TOKEN) for m in row["messages"])
+def count_placeholders(row: dict[str, Any], token: str = AUDIO_TOKEN) -> int:
+    return sum(str(m.get("content", "")).count(token) for m in row["messages"])
 
 
 def check_row(row: dict[str, Any]) -> None:
@@ -38,13 +41,13 @@ def check_row(row: dict[str, Any]) -> None:
     for m in msgs:
         if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
             raise ValueError(f"{row_name(row)}: every message needs a role (system/user/assistant) and string content, got {m!r}")
-    audios = row.get("audios") or []
-    n = count_placeholders(row)
-    if n != len(audios):
-        raise ValueError(
-            f"{row_name(row)}: {n} {AUDIO_TOKEN} placeholder(s) in the messages but {len(audios)} audio file(s); "
-            "each audio needs exactly one placeholder where it belongs in the text"
-        )
+    for kind in MEDIA.values():
+        media, n = row_media(row, kind), placeholder_count(row, kind)
+        if n != len(media):
+            raise ValueError(
+                f"{row_name(row)}: {n} {kind.token} placeholder(s) in the messages but {len(media)} {kind.noun} file(s) "
+                f"in {kind.rows_key!r}; each {kind.noun} needs exactly one placeholder where it belongs in the text"
+            )
 
 
 def read_rows(path: str | Path, tasks: list[str] | None = None) -> list[dict[str, Any]]:
@@ -62,7 +65,9 @@ def read_rows(path: str | Path, tasks: list[str] | None = None) -> list[dict[str
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{lineno} is not valid JSON ({exc})") from exc
             row["_source"] = f"{path.name}:{lineno}"
-            row["audios"] = [str((path.parent / a).resolve()) if not Path(a).is_absolute() else a for a in row.get("audios") or []]
+            for kind in MEDIA.values():
+                if kind.rows_key in row or kind.name == "audio":
+                    row[kind.rows_key] = [str((path.parent / a).resolve()) if not Path(a).is_absolute() else a for a in row_media(row, kind)]
             check_row(row)
             if tasks is None or row.get("task") in tasks:
                 rows.append(row)

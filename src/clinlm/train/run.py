@@ -10,6 +10,9 @@ A recipe has four sections: `data` (JSONL paths, task filter), `features` (signa
 (`3` is an int, `null` is None, `[a, b]` a list); a key that is not in the recipe is an error,
 so typos do not pass silently.
 
+A recipe with `stage: dpo` or `stage: mdpo` is a preference recipe, trained by `clinlm.train.dpo`
+from an SFT checkpoint (top-level `init=` and `data=` overrides; configs/stetholm_dpo.yaml).
+
 Output (`train.output_dir`):
     model/          the self-describing checkpoint (clinlm.load / clinlm eval / clinlm ask)
     checkpoints/    the Trainer's resumable checkpoints
@@ -35,6 +38,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
     if not path.exists():
         raise FileNotFoundError(f"config not found: {path} (recipes live in configs/)")
     cfg = yaml.safe_load(path.read_text()) or {}
+    if "stage" in cfg:  # a preference recipe (stage: dpo | mdpo) has its own keys and checks
+        from clinlm.train.dpo import load_preference_config
+
+        return load_preference_config(path, overrides)
     unknown = set(cfg) - set(SECTIONS)
     if unknown:
         raise ValueError(f"{path}: unknown sections {sorted(unknown)}; a recipe has {', '.join(SECTIONS)}")
@@ -71,6 +78,10 @@ def train_from_config(config_path: str | Path, overrides: list[str] | None = Non
     from clinlm.train.sft import run_sft
 
     cfg = load_config(config_path, overrides)
+    if "stage" in cfg:  # a DPO / mDPO recipe
+        from clinlm.train.dpo import train_preference
+
+        return train_preference(cfg, resume=resume, console=console)
     resolved = copy.deepcopy(cfg)
     data, train = cfg["data"], cfg["train"]
     unknown = set(data) - DATA_KEYS
@@ -97,6 +108,11 @@ def train_from_config(config_path: str | Path, overrides: list[str] | None = Non
     if console is not None:
         for part, (trainable, total) in model.trainable_summary().items():
             console.print(f"  {part}: {trainable:,} trainable of {total:,} parameters")
+    if int(train.get("tower_warmup_epochs") or 0) > 0 and not resume:  # a resumed run restores trained weights anyway
+        from clinlm.train.media_warmup import warm_up_towers
+
+        warm_up_towers(model, train_rows, int(train["tower_warmup_epochs"]), lr=float(train.get("tower_warmup_lr", 1e-3)),
+                       seed=int(train.get("seed", 0)), console=console)
     run_sft(model, train_rows, val_rows, train, out, resume=resume, console=console)
     ckpt = save_checkpoint(model, model.tokenizer, model.features.cfg if model.features else None, resolved, out / "model")
     if console is not None:

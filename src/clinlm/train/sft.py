@@ -25,12 +25,13 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from clinlm.train.collator import Collator, encode_row
+from clinlm.models.media import model_kinds, tokens_per_item
+from clinlm.train.collator import Collator, MediaSlot, encode_row
 
 TRAIN_KEYS = {
     "output_dir", "seed", "epochs", "max_steps", "batch_size", "grad_accum", "lr", "weight_decay",
     "warmup", "scheduler", "max_length", "save_steps", "save_total_limit", "logging_steps", "max_grad_norm",
-    "audio_lr_scale",
+    "audio_lr_scale", "tower_warmup_epochs", "tower_warmup_lr",  # the last two: train/media_warmup.py, before SFT
 }
 
 
@@ -49,10 +50,10 @@ class EncodedRows(Dataset):
 
 def encode_rows(rows: list[dict[str, Any]], model, max_length: int) -> tuple[EncodedRows, list[str]]:
     """(dataset, skipped) where skipped names each row longer than max_length tokens."""
-    text_only = model.audio_tower is None
+    counts = tokens_per_item(model)  # {kind: prefix tokens} of the media the model takes; {} = text-only
     items, skipped = [], []
     for row in rows:
-        item = encode_row(row, model.tokenizer, model.config.num_audio_tokens, text_only=text_only)
+        item = encode_row(row, model.tokenizer, counts, text_only=not counts)
         if len(item["input_ids"]) > max_length:
             skipped.append(f"{item['row']}: {len(item['input_ids'])} tokens > train.max_length={max_length}")
             continue
@@ -61,12 +62,17 @@ def encode_rows(rows: list[dict[str, Any]], model, max_length: int) -> tuple[Enc
 
 
 def collator_for(model, padding_side: str = "right") -> Collator:
+    # Audio features come from `model.features` (the server swaps in in-memory features there);
+    # ECG and image features from `model.media_features`.
+    other = getattr(model, "media_features", None) or {}
     return Collator(
         pad_token_id=model.tokenizer.pad_token_id,
         audio_token_id=None if model.audio_tower is None else model.config.audio_token_id,
         num_audio_tokens=model.config.num_audio_tokens,
         features=model.features,
         padding_side=padding_side,
+        media={k.name: MediaSlot(getattr(model.config, k.token_id_key), getattr(model.config, k.num_tokens_key), other.get(k.name))
+               for k in model_kinds(model) if k.name != "audio"},
     )
 
 

@@ -1,0 +1,144 @@
+"""Audio tower warm-up: teach the built-in encoder the labelled findings before the LM sees it.
+
+    from clinlm.train.tower_warmup import warm_up_tower
+    warm_up_tower([rec/heart, rec/lung], features_cfg, out="qs/encoder")   # an encoder folder
+    clinlm train configs/stetholm_tiny.yaml model.audio_tower=qs/encoder ...
+
+Why: an audio-language model reads its audio through an encoder that already hears (StethoLM
+starts from a pretrained auscultation encoder). The embedded default has no pretrained encoder,
+and a randomly initialised tower trained only through the language model's next-token loss
+learns slowly, because the LM is itself learning the answer language at the same time. A short
+supervised warm-up on the training split's own labels gives the tower that starting point:
+
+- heart recordings: murmur present / absent (every frame: a murmur recurs in every beat);
+- lung recordings: crackles and wheezes per breathing cycle (frame targets from the cycle
+  annotations, so the tower learns *where*, not only *whether*);
+- every recording: abnormal / normal.
+
+Loss: binary cross-entropy per frame of the tower's output (targets max-pooled to its frame
+rate), masked where a label is unknown or does not apply. Only the training split is used, so
+the held-out patients stay unseen. The result is an encoder folder (models/encoder_folder.py),
+the same format `clinlm align` writes, which `model.audio_tower=<folder>` loads with its
+feature settings and statistics.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from clinlm.signals.features import AudioFeatures, FeatureConfig
+
+TARGETS = ("murmur", "crackle", "wheeze", "abnormal")
+
+
+def frame_targets(record: dict[str, Any], frames: int, seconds_per_frame: float) -> np.ndarray:
+    """(frames, len(TARGETS)) float32 in {0, 1}, NaN where unknown or not applicable."""
+    y = np.full((frames, len(TARGETS)), np.nan, dtype=np.float32)
+    murmur = record.get("murmur")
+    if record.get("modality") == "heart" and murmur in ("present", "absent"):
+        y[:, 0] = murmur == "present"
+    if record.get("modality") == "lung":
+        cycles = [e for e in (record.get("events") or []) if e.get("kind") == "resp_cycle"]
+        if cycles:
+            t = (np.arange(frames) + 0.5) * seconds_per_frame
+            y[:, 1:3] = 0.0
+            for e in cycles:
+                inside = (t >= e["start_s"]) & (t < e["end_s"])
+                y[inside, 1] = e.get("label") in ("crackle", "both")
+                y[inside, 2] = e.get("label") in ("wheeze", "both")
+    if record.get("abnormal") is not None and not (isinstance(record["abnormal"], float) and math.isnan(record["abnormal"])):
+        y[:, 3] = bool(record["abnormal"])
+    return y
+
+
+def training_records(inputs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Training-split audio records from ingest folders (records.parquet)."""
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = []
+    for folder in inputs:
+        path = Path(folder) / "records.parquet"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: run `clinlm ingest` first")
+        table = pq.read_table(path, columns=["record_id", "patient_id", "modality", "media", "split", "murmur", "events", "abnormal"])
+        rows += [r for r in table.to_pylist() if r["split"] == "train" and r["media"] and r["modality"] in ("heart", "lung")]
+    if not rows:
+        raise ValueError(f"no training-split heart or lung recordings in {[str(p) for p in inputs]}")
+    return rows
+
+
+def warm_up_tower(
+    inputs: Sequence[str | Path],
+    features: dict[str, Any],
+    out: str | Path,
+    tower_size: str = "small",
+    steps: int = 300,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    console=None,
+) -> Path:
+    """Train the built-in tower + a linear head on frame targets; write an encoder folder to `out`."""
+    from rich.progress import Progress
+
+    from clinlm.models.audio_tower import build_audio_tower
+    from clinlm.models.encoder_folder import save_encoder_folder
+    from clinlm.models.presets import tower_preset
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    records = training_records(inputs)
+    fc = FeatureConfig.from_dict({**features, "kind": "logmel"})
+    feats = AudioFeatures(fc, cache_dir=cache_dir)
+    t0 = time.perf_counter()
+    feats.fit(r["media"][0] for r in records)
+    x = torch.stack([feats(r["media"][0]) for r in records])  # (n, frames, channels)
+    seconds_per_frame = fc.hop / fc.sample_rate
+    y = torch.from_numpy(np.stack([frame_targets(r, fc.num_frames, seconds_per_frame) for r in records]))
+    prep_s = time.perf_counter() - t0
+
+    spec = {"type": "conv", "n_mels": fc.num_channels, **tower_preset(tower_size)}
+    tower = build_audio_tower(spec)
+    head = nn.Linear(tower.hidden_size, len(TARGETS))
+    params = list(tower.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    losses: list[float] = []
+    with Progress(transient=True, disable=console is None) as progress:
+        task = progress.add_task("tower warm-up", total=steps)
+        for _ in range(steps):
+            idx = torch.from_numpy(rng.integers(0, len(x), min(batch_size, len(x))))
+            logits = head(tower(x[idx]))  # (batch, frames', targets)
+            # targets at the tower's frame rate: max over the input frames each output frame covers
+            target = nn.functional.adaptive_max_pool1d(torch.nan_to_num(y[idx], nan=-1.0).transpose(1, 2), logits.shape[1]).transpose(1, 2)
+            known = target >= 0
+            loss = nn.functional.binary_cross_entropy_with_logits(logits[known], target[known])
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            progress.advance(task)
+    info = {
+        "trained_by": "clinlm.train.tower_warmup",
+        "targets": list(TARGETS),
+        "records": len(records),
+        "steps": steps,
+        "loss_first_10": float(np.mean(losses[:10])),
+        "loss_last_10": float(np.mean(losses[-10:])),
+        "feature_seconds": round(prep_s, 1),
+        "inputs": [str(p) for p in inputs],
+    }
+    folder = save_encoder_folder(out, tower, spec, fc, info=info)
+    if console is not None:
+        console.print(f"tower warm-up: {len(records)} recordings, loss {info['loss_first_10']:.3f} -> {info['loss_last_10']:.3f}; encoder {folder}")
+    return folder
