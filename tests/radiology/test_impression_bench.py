@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from clinlm.bench.dedup import duplicate_groups, normalise_text
-from clinlm.bench.impression import PHRASINGS, assign_group_splits, build_impression_bench
+from clinlm.bench.impression import PHRASINGS, SIMILAR_HEADER, assign_group_splits, build_impression_bench
 from clinlm.ingest import run_ingest
 from clinlm.records import RECORDS_FILE, Record, atomic_write_table, records_to_table
 
@@ -70,8 +70,11 @@ def test_rows_and_splits(tmp_path: Path) -> None:
         assert row["task"] == "impression" and row["audios"] == [] and row["dataset"] == "toy"
         assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
         user, assistant = (m["content"] for m in row["messages"])
-        assert "<audio>" not in user and user.endswith(f"FINDINGS: {rec.findings}")
-        assert user[: -len(f"FINDINGS: {rec.findings}")].strip() in PHRASINGS
+        # The prompt: [phrasing] "FINDINGS: ..." [the impressions of similar training reports].
+        body, _, similar = user.partition(f"\n\n{SIMILAR_HEADER}\n")
+        assert "<audio>" not in user and body.endswith(f"FINDINGS: {rec.findings}")
+        assert body[: -len(f"FINDINGS: {rec.findings}")].strip() in PHRASINGS
+        assert len(similar.splitlines()) == stats["retrieval"]["k"] and all(line.startswith("- ") for line in similar.splitlines())
         assert assistant == rec.impression == row["answer"]["impression"]
         assert row["patient_id"] == rec.patient_id
     assert len({row["messages"][0]["content"].split("FINDINGS:")[0] for row in rows}) > 3  # several phrasings used

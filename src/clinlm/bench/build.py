@@ -22,9 +22,12 @@ How it scales (no whole-dataset list in memory):
 
 Records without media (annotation-only releases: `metadata["missing_media"]`) are skipped and
 counted unless `allow_missing_media`, which writes rows pointing at the expected path so the
-labels can be inspected (`clinlm bench validate` then reports the missing files). Modalities
-without bench tasks here (ecg, report) are counted and skipped; the report task ("impression")
-is built by `bench.impression`.
+labels can be inspected (`clinlm bench validate` then reports the missing files). ECG records
+get ECGBench's four tasks (`bench.ecg_tasks`; `--tasks ecg` names all four, the default when every
+input is ECGs; otherwise ECG records are counted and skipped unless asked for), about the signal (`media="signal"`, `<ecg>`) or a picture of it
+(`media="image"`, `<image>`: a render-ecg or ecg-images picture as it is, a signal drawn as a
+clean printout into `out/images/`); no preference rows for them yet. Report records are counted
+and skipped here: their task ("impression") is built by `bench.impression`.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from typing import Any, Iterator
 
 import pyarrow.parquet as pq
 
+from clinlm.bench.ecg_facts import ECG_TASKS, check_ecg_consistency
+from clinlm.bench.ecg_tasks import ecg_labels, ecg_rows, media_path
 from clinlm.bench.facts import TASKS, check_consistency
 from clinlm.bench.labels import record_labels
 from clinlm.bench.preference import mismatch_pool, preference_row
@@ -49,6 +54,8 @@ from clinlm.bench.tasks import comparison, make_row, record_rows, row_rng
 from clinlm.records import SPLITS, _records_path, read_records_table, row_to_record
 
 BATCH_SIZE = 256  # records per worker job: fixed, so output does not depend on the worker count
+IMAGE_BATCH_SIZE = 16
+MEDIA_CHOICES = ("signal", "image")  # what ECG rows show the model
 MAX_PAIRS_PER_PATIENT = 2
 # Task families built by their own module (same CLI, same output convention).
 OTHER_BUILDERS = {"impression": "clinlm.bench.impression:build_impression_bench"}
@@ -125,9 +132,17 @@ def _lines(rows: list[tuple[int, dict]], labs: list[dict], pool: dict, seed: int
     out = []
     for i, row in rows:
         ids, task = row["record_ids"], row["task"]
-        problems = check_consistency(row["messages"][-1]["content"], row["answer"], task)
+        if task in ECG_TASKS:
+            replies = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
+            problems = [p for t, text in enumerate(replies) for p in check_ecg_consistency(text, row["answer"], task, turn=t)]
+        else:
+            problems = check_consistency(row["messages"][-1]["content"], row["answer"], task)
         if problems:  # a template bug, not a data problem: fail loudly rather than write a dishonest row
             raise AssertionError(f"row for {ids} ({task}) contradicts its answer: {problems}\n{row['messages'][-1]['content']}")
+        if task in ECG_TASKS:  # preference rows are auscultation-only for now
+            counts["preference_skipped"] += 1
+            out.append((row["split"], json.dumps(row, ensure_ascii=False), None, _meta(row, None)))
+            continue
         rng = row_rng(seed, *ids, task, i, "preference")
         pref = preference_row(row, labs, pool, rng, lambda: row_rng(seed, *ids, task, i, "response"))
         if pref is None:
@@ -144,10 +159,14 @@ def _build_batch(job: tuple) -> dict[str, Any]:
     counts: Counter = Counter()
     halves: list[tuple[int, int, dict]] = []
     labs: list[dict] = []
+    ecg_lines: list[Line] = []
     for raw in batch.to_pylist():
         record = row_to_record(raw)
         if settings["split_all"]:
             record.split = settings["split_all"]
+        if record.modality == "ecg" and settings["ecg_tasks"]:
+            ecg_lines.extend(_ecg_record_lines(record, settings, counts))
+            continue
         if record.modality not in ("heart", "lung", "cough"):
             counts[f"skipped_modality:{record.modality}"] += 1
             continue
@@ -164,12 +183,26 @@ def _build_batch(job: tuple) -> dict[str, Any]:
         labs.append(lab)
         for pair, pos in pair_of.get(record.record_id, ()):
             halves.append((pair, pos, lab))
-    lines: list[Line] = []
+    lines: list[Line] = ecg_lines
     pool = mismatch_pool(labs)  # preference rows may borrow a mismatched recording from this batch
     for lab in labs:
         lines += _lines(record_rows(lab, tasks, seed), [lab], pool, seed, counts)
         counts["records_used"] += 1
     return {"lines": lines, "halves": halves, "counts": counts, "n": batch.num_rows}
+
+
+def _ecg_record_lines(record, settings: dict, counts: Counter) -> list[Line]:
+    """The ECG task rows of one ECG record (its signal, or a picture), checked and encoded."""
+    if not record.media:
+        counts["skipped_no_media"] += 1
+        return []
+    try:
+        path = media_path(record, settings["media"], settings["image_dir"])
+    except (ValueError, OSError) as exc:  # EcgError is a ValueError: a record that cannot be drawn
+        counts[f"skipped_media:{settings['media']}: {str(exc)[:160]}"] += 1
+        return []
+    counts["records_used"] += 1
+    return _lines(ecg_rows(ecg_labels(record), settings["ecg_tasks"], settings["seed"], settings["media"], path), [], {}, settings["seed"], counts)
 
 
 def _comparison_lines(a: dict, b: dict, seed: int, counts: Counter) -> list[Line]:
@@ -198,7 +231,9 @@ def _ordered(pool, func, jobs: Iterator, ahead: int) -> Iterator:
 
 def _jobs(inputs: list[Path], pair_of: dict, settings: dict) -> Iterator[tuple]:
     for path in inputs:
-        for batch in pq.ParquetFile(_records_path(path)).iter_batches(batch_size=BATCH_SIZE):
+        # Drawing printouts is slow (~0.35 s each): smaller jobs keep both workers busy.
+        size = IMAGE_BATCH_SIZE if settings["media"] == "image" else BATCH_SIZE
+        for batch in pq.ParquetFile(_records_path(path)).iter_batches(batch_size=size):
             ids = batch.column("record_id").to_pylist()
             yield batch, settings, {r: pair_of[r] for r in ids if r in pair_of}
 
@@ -248,11 +283,15 @@ def _tally(stats: dict, split: str, meta: dict) -> None:
         stats["rejection_audio"][meta["rejection"][1]] += 1
 
 
-def _command(inputs, out, seed, tasks, split_all, llm_url, llm_model, allow_missing_media) -> str:
+def _command(inputs, out, seed, tasks, split_all, llm_url, llm_model, allow_missing_media, media="signal") -> str:
     """The `clinlm bench build` command line that makes this output (whatever called build_bench)."""
     parts = ["clinlm bench build", *map(str, inputs), f"--out {out}", f"--seed {seed}"]
-    if tasks != list(TASKS):
+    if tasks == list(ECG_TASKS):
+        parts.append("--tasks ecg")
+    elif tasks != list(TASKS):
         parts += [f"--task {t}" for t in tasks]
+    if media != "signal":
+        parts.append(f"--media {media}")
     if split_all:
         parts.append(f"--split-all {split_all}")
     if llm_url:
@@ -273,8 +312,12 @@ def build_bench(
     workers: int = 0,
     console=None,
     allow_missing_media: bool = False,
+    media: str = "signal",
 ) -> dict:
     """Build the bench from ingest folders into `out`; return the stats (also in out/stats.json).
+
+    `tasks` may name "ecg" for ECGBench's four ECG tasks; `media` ("signal" | "image") is what ECG
+    rows show the model.
 
     Raises FileNotFoundError for a missing records.parquet, ValueError for bad options or
     inconsistent inputs (a patient in two splits, a duplicate record id, a record with no split).
@@ -287,16 +330,23 @@ def build_bench(
         set(read_records_table(p, columns=["modality"]).column("modality").to_pylist()) == {"report"} for p in inputs
     ):
         tasks = ["impression"]  # radiology reports only: the findings -> impression task is the one that fits
-    tasks = list(dict.fromkeys(tasks or TASKS))
+    if media not in MEDIA_CHOICES:
+        raise ValueError(f"--media must be one of {', '.join(MEDIA_CHOICES)}, got {media!r}")
+    if not tasks and all(_records_path(p).exists() for p in inputs):
+        modalities = {m for p in inputs for m in read_records_table(p, columns=["modality"]).column("modality").to_pylist()}
+        if modalities == {"ecg"}:  # ECG inputs: ECGBench's tasks (with other records too: ask with --tasks ecg)
+            tasks = list(ECG_TASKS)
+    tasks = [t for name in (tasks or TASKS) for t in (ECG_TASKS if name == "ecg" else (name,))]
+    tasks = list(dict.fromkeys(tasks))
     other = [t for t in tasks if t in OTHER_BUILDERS]
     if other:
         if len(other) != len(tasks) or len(other) > 1:
             raise ValueError(f"--task {other[0]} is built on its own; do not combine it with {', '.join(t for t in tasks if t != other[0])}")
         module, func = OTHER_BUILDERS[other[0]].split(":")
         return getattr(importlib.import_module(module), func)(inputs, out, seed=seed, console=console, split_all=split_all)
-    unknown = [t for t in tasks if t not in TASKS]
+    unknown = [t for t in tasks if t not in TASKS + ECG_TASKS]
     if unknown:
-        raise ValueError(f"unknown task {unknown[0]!r}; choose from {', '.join(TASKS + tuple(OTHER_BUILDERS))}")
+        raise ValueError(f"unknown task {unknown[0]!r}; choose from {', '.join(TASKS + ECG_TASKS + tuple(OTHER_BUILDERS))} (or ecg: all four ECG tasks)")
     if split_all is not None and split_all not in SPLITS:
         raise ValueError(f"--split-all must be one of {', '.join(SPLITS)}, got {split_all!r}")
     if (llm_url is None) != (llm_model is None):
@@ -306,8 +356,9 @@ def build_bench(
             raise FileNotFoundError(f"no records.parquet in {p}: run `clinlm ingest <adapter> <data folder> --out {p}` first")
 
     index = _index(inputs, split_all, allow_missing_media, seed, "comparison" in tasks)
-    settings = {"seed": seed, "tasks": tuple(t for t in tasks if t != "comparison"), "split_all": split_all,
-                "allow_missing_media": allow_missing_media}
+    settings = {"seed": seed, "tasks": tuple(t for t in tasks if t != "comparison" and t in TASKS), "split_all": split_all,
+                "allow_missing_media": allow_missing_media, "ecg_tasks": tuple(t for t in tasks if t in ECG_TASKS),
+                "media": media, "image_dir": str((out / "images").resolve())}
     paraphraser = None
     if llm_url:
         from clinlm.bench.paraphrase import Paraphraser
@@ -404,7 +455,9 @@ def build_bench(
         "seconds": round(seconds, 2),
         "rows_per_second": round(n_rows / seconds, 1) if seconds > 0 else None,
         "workers": n_workers,
-        "command": _command(inputs, out, seed, tasks, split_all, llm_url, llm_model, allow_missing_media),
+        "command": _command(inputs, out, seed, tasks, split_all, llm_url, llm_model, allow_missing_media, media),
+        "media": media,
+        "skipped_media": {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("skipped_media:")},
     }
     from clinlm.bench.card import write_card
 

@@ -12,6 +12,21 @@ One row per report, in the same convention as the audio bench, with no media:
 The instruction is drawn (seeded) from `PHRASINGS`, one of which is the bare "FINDINGS: ..." so
 that a user who pastes findings with no question gets an impression too.
 
+Retrieval-augmented prompts (`retrieval_k`, default 3): after the findings, the user turn lists the
+impressions of the k training reports with the most similar findings (`clinlm.bench.retrieval`):
+
+    FINDINGS: ...
+
+    IMPRESSIONS OF SIMILAR REPORTS:
+    - No acute cardiopulmonary abnormality.
+    - ...
+
+so the model learns when to copy one of them and when to write from the findings. The index is
+fitted on the training split only and written beside the rows (`impression_index.json`, copied
+into the checkpoint by `clinlm train` for `clinlm ask`). A training row never retrieves from its
+own split unit (itself, its patient, its near-duplicate findings): that is exactly what a val or
+test row can see, since split units never straddle splits. `retrieval_k=0` gives bare prompts.
+
 Splits are decided here, not taken from the ingest split, because two things must hold together:
 all reports of one patient share a split (IU/OpenI has no patient ids, so there it is one study per
 "patient": a split by study), and reports with near-duplicate findings share a split (templated
@@ -25,12 +40,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from clinlm.bench.dedup import DEFAULT_THRESHOLD, duplicate_groups, normalise_text
+from clinlm.bench.retrieval import INDEX_FILE, ImpressionIndex, file_sha256
 from clinlm.records import SPLITS, Record, atomic_write_text, iter_records
 from clinlm.splits import DEFAULT_FRACTIONS, main_label
 
@@ -45,16 +62,48 @@ PHRASINGS = (
 )
 
 
-def user_prompt(findings: str, phrasing: str = "") -> str:
-    """The user turn: an optional instruction, then "FINDINGS: <text>" (what `clinlm ask` also accepts)."""
-    body = f"FINDINGS: {findings}"
+SIMILAR_HEADER = "IMPRESSIONS OF SIMILAR REPORTS:"
+DEFAULT_K = 3
+
+
+def similar_block(similar: Sequence[str]) -> str:
+    """The retrieved impressions as they follow the findings ("" when there are none)."""
+    return f"\n\n{SIMILAR_HEADER}\n" + "\n".join(f"- {s.strip()}" for s in similar) if similar else ""
+
+
+def user_prompt(findings: str, phrasing: str = "", similar: Sequence[str] = ()) -> str:
+    """The user turn: an optional instruction, "FINDINGS: <text>" (what `clinlm ask` also accepts),
+    then the impressions of similar training reports when given."""
+    body = f"FINDINGS: {findings}" + similar_block(similar)
     return f"{phrasing}\n\n{body}" if phrasing else body
 
 
-def impression_row(record: Record, split: str, phrasing: str) -> dict:
+def add_similar(question: str, index: ImpressionIndex) -> str:
+    """A question holding "FINDINGS: ..." with the index's k most similar training impressions added.
+
+    Questions without "FINDINGS:", or that already list similar reports, come back unchanged.
+    """
+    if SIMILAR_HEADER in question or "FINDINGS:" not in question:
+        return question
+    findings = question.rpartition("FINDINGS:")[2].strip()
+    return question.rstrip() + similar_block([imp for imp, _ in index.query([findings], index.k)[0]])
+
+
+def augment_question(checkpoint: str | Path, question: str) -> str:
+    """`add_similar` with the index saved in a checkpoint folder; unchanged when it has none."""
+    path = Path(checkpoint) / INDEX_FILE
+    return add_similar(question, _load_index(str(path.resolve()))) if path.exists() else question
+
+
+@lru_cache(maxsize=4)
+def _load_index(path: str) -> ImpressionIndex:
+    return ImpressionIndex.load(path)
+
+
+def impression_row(record: Record, split: str, phrasing: str, similar: Sequence[str] = ()) -> dict:
     return {
         "messages": [
-            {"role": "user", "content": user_prompt(record.findings or "", phrasing)},
+            {"role": "user", "content": user_prompt(record.findings or "", phrasing, similar)},
             {"role": "assistant", "content": record.impression or ""},
         ],
         "audios": [],
@@ -115,12 +164,15 @@ def build_impression_bench(
     console=None,
     split_all: str | None = None,
     threshold: float = DEFAULT_THRESHOLD,
+    retrieval_k: int = DEFAULT_K,
 ) -> dict:
-    """Write out/{train,val,test}.jsonl, stats.json and card.md; return the stats.
+    """Write out/{train,val,test}.jsonl, impression_index.json, stats.json and card.md; return the stats.
 
     `inputs` are ingest folders of report records; records of other modalities, or without
     findings/impression, are counted and skipped. `split_all` puts every row into one split
-    (e.g. "test" for an out-of-distribution set) and skips the group split.
+    (e.g. "test" for an out-of-distribution set) and skips the group split; with no training rows
+    there is no index, and the rows carry no similar reports (the evaluator adds them from the
+    checkpoint's index). `retrieval_k` impressions of similar training reports go into each prompt.
     """
     out = Path(out)
     inputs = [Path(p) for p in inputs]
@@ -154,11 +206,23 @@ def build_impression_bench(
 
     rng = np.random.default_rng(seed)
     phrasing_idx = rng.integers(len(PHRASINGS), size=len(records))
+    train = [i for i, s in enumerate(splits) if s == "train"]
+    index, similar = None, [[] for _ in records]
+    if retrieval_k > 0 and train:
+        index = ImpressionIndex.fit([records[i].findings for i in train], [records[i].impression for i in train],
+                                    [int(groups[i]) for i in train], k=retrieval_k)
+        # Excluding each row's own group only changes training rows: other groups have no training reports.
+        similar = [[imp for imp, _ in c] for c in index.query([r.findings for r in records], retrieval_k, exclude=groups.tolist())]
     rows_by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    for r, s, k in zip(records, splits, phrasing_idx):
-        rows_by_split[s].append(impression_row(r, s, PHRASINGS[k]))
+    for r, s, k, sim in zip(records, splits, phrasing_idx, similar):
+        rows_by_split[s].append(impression_row(r, s, PHRASINGS[k], sim))
     for s, rows in rows_by_split.items():
         atomic_write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), out / f"{s}.jsonl")
+    if index is not None:
+        index.train_sha256 = file_sha256(out / "train.jsonl")
+        index.save(out / INDEX_FILE)
+    elif (out / INDEX_FILE).exists():
+        (out / INDEX_FILE).unlink()  # a stale index from an earlier build of this folder
 
     group_splits: dict[int, set] = defaultdict(set)
     for g, s in zip(groups.tolist(), splits):
@@ -178,6 +242,7 @@ def build_impression_bench(
         "duplicates": dup,
         "groups_in_several_splits": sum(1 for v in group_splits.values() if len(v) > 1),  # 0 unless --split-all
         "phrasings": {p or "(bare findings)": int(c) for p, c in zip(PHRASINGS, np.bincount(phrasing_idx, minlength=len(PHRASINGS)))},
+        "retrieval": _retrieval_stats(records, splits, similar, retrieval_k if index is not None else 0),
         "distinct_impressions_normalised": len(impressions),
         "most_common_impressions": [{"impression": t, "count": c} for t, c in impressions.most_common(5)],
     }
@@ -191,6 +256,18 @@ def build_impression_bench(
             f"{dup['near_duplicate_groups']} duplicate groups ({dup['near_duplicate_rows']} rows) kept within one split -> {out}"
         )
     return stats
+
+
+def _retrieval_stats(records: list[Record], splits: list[str], similar: list[list[str]], k: int) -> dict:
+    """How often the reference impression is the first / any retrieved impression, per split."""
+    out: dict = {"k": k, "index": INDEX_FILE if k else None}
+    if k:
+        for s in SPLITS:
+            pairs = [(normalise_text(r.impression), [normalise_text(c) for c in sim]) for r, sp, sim in zip(records, splits, similar) if sp == s]
+            if pairs:
+                out[s] = {"reference_is_first": round(sum(ref == c[0] for ref, c in pairs if c) / len(pairs), 4),
+                          "reference_retrieved": round(sum(ref in c for ref, c in pairs) / len(pairs), 4)}
+    return out
 
 
 def _card(stats: dict) -> str:
@@ -225,6 +302,10 @@ Findings texts are compared after lower-casing and removing punctuation and de-i
 - Every group (joined with all reports of the same patient) is kept in one split: {d['split_groups']} split units,
   the largest {d['largest_split_group']} rows; groups found in several splits: {stats['groups_in_several_splits']}.
 
+## Similar reports in the prompt
+
+{_retrieval_card(stats["retrieval"])}
+
 ## Most common impressions (normalised)
 
 {stats['distinct_impressions_normalised']} distinct impressions. Templated normal impressions dominate, which is why
@@ -233,4 +314,20 @@ Findings texts are compared after lower-casing and removing punctuation and de-i
 | reports | impression |
 |---|---|
 {common}
+"""
+
+
+
+def _retrieval_card(r: dict) -> str:
+    if not r["k"]:
+        return "None: the prompts hold the findings only (no training split to retrieve from, or `retrieval_k=0`)."
+    lines = "\n".join(f"| {s} | {v['reference_is_first']:.2f} | {v['reference_retrieved']:.2f} |" for s, v in r.items() if isinstance(v, dict))
+    return f"""Each prompt lists, after the findings, the impressions of the {r['k']} training reports with the most
+similar findings (TF-IDF cosine; index fitted on the training split, saved as `{r['index']}`). Training
+rows never retrieve from their own split unit (patient or near-duplicate group), as val/test rows cannot.
+How often the reference impression (normalised) is the first, or any, retrieved impression:
+
+| split | first | any of {r['k']} |
+|---|---|---|
+{lines}
 """

@@ -11,7 +11,8 @@ rows with `prompt` / `chosen` / `rejected`). Checks, each problem naming file, l
 - placeholders: the number of `<audio>` in the user turns equals len(`audios`), and likewise
   `<ecg>` / `ecgs` and `<image>` / `images` when either side is present;
 - media: each file exists (relative paths are resolved against the JSONL's folder) and decodes
-  (audio: its header is read with `clinlm.signals.audio.audio_info`; each file is checked once);
+  (audio: its header is read with `clinlm.signals.audio.audio_info`; ECG: the WFDB header of the
+  record, named with or without `.hea`; images: Pillow verifies them; each file is checked once);
   `rejected_audios` entries (paths or degradation specs with a "path") are checked the same way;
 - patients: no `patient_id` in two splits across all the files given (the split is the row's
   `split` field, else the file name: train/val/test.jsonl).
@@ -109,7 +110,15 @@ def _media_ok(path: str, base: Path, cache: dict[str, str | None], key: str) -> 
     resolved = str(p)
     if resolved in cache:
         return cache[resolved]
-    if not p.exists():
+    if key == "ecgs":  # a WFDB record is named without its extension: its header must exist and parse
+        from clinlm.signals.ecg import EcgError, read_ecg_header
+
+        try:
+            read_ecg_header(p)
+            reason = None
+        except EcgError as exc:
+            reason = f"ECG record does not read: {exc} ({resolved})"
+    elif not p.exists():
         reason = f"file not found: {resolved}"
     elif key == "audios":
         from clinlm.signals.audio import AudioError, audio_info
@@ -129,7 +138,7 @@ def _media_ok(path: str, base: Path, cache: dict[str, str | None], key: str) -> 
         except Exception as exc:  # PIL raises many types for a broken image
             reason = f"image does not decode: {exc} ({resolved})"
     else:
-        reason = None  # ECG signals: existence only (a WFDB base path may have no extension)
+        reason = None
     cache[resolved] = reason
     return reason
 

@@ -26,6 +26,8 @@ from collections import Counter, defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
 from clinlm.bench import facts as F
+from clinlm.bench.ecg_facts import ECG_TASKS
+from clinlm.bench.ecg_facts import LETTERS as F_LETTERS
 
 UNKNOWN_TEXT = "This cannot be determined from the available information."
 _NAMES = {  # finding -> (noun phrase, verb) for sentences the parser reads
@@ -44,6 +46,13 @@ def question_type(row: Mapping[str, Any]) -> str:
         return str(a.get("question"))
     if task == "comparison":
         return f"{a.get('question')}:{a.get('finding')}"
+    if task == "ecg_closed":
+        return str(a.get("finding"))
+    if task == "ecg_mcq":
+        return str(a.get("question"))
+    if task == "ecg_conversation":
+        turn = (a.get("turns") or [{}])[-1]
+        return str(turn.get("finding") or turn.get("kind"))
     return ""
 
 
@@ -85,6 +94,17 @@ def _majority_answer(task: str, answers: Sequence[Mapping[str, Any]]) -> dict[st
             return {"question": "most_audible", "site": _mode(a.get("site") for a in answers)}
         # whole findings dicts: a field-wise mode could pair "no murmur" with "a systolic murmur"
         return {"question": "at_site", "findings": _mode(a.get("findings") or {} for a in answers)}
+    if task == "ecg_closed":
+        return {"finding": first["finding"], "label": _mode(a["label"] for a in answers), "findings": {}}
+    if task == "ecg_report":  # whole findings dicts, so the rhythm stays one rhythm
+        return {"findings": _mode(a.get("findings") or {} for a in answers), "other_statements": []}
+    if task == "ecg_mcq":  # how often each finding was the right option (the row's options decide the letter)
+        return {"question": first.get("question"), "right": dict(Counter(a["finding"] for a in answers))}
+    if task == "ecg_conversation":
+        turn = dict(first["turns"][-1])
+        if turn["kind"] == "closed":
+            turn["label"] = _mode(a["turns"][-1].get("label") for a in answers)
+        return {"findings": _mode(a.get("findings") or {} for a in answers), "turns": [turn]}
     raise ValueError(f"unknown task {task!r}")
 
 
@@ -98,7 +118,7 @@ def fit_majority(reference_rows: Sequence[Mapping[str, Any]]) -> dict[tuple, dic
     table = {}
     for key, answers in groups.items():
         answer = _majority_answer(key[0], answers)
-        if key[0] == "binary":
+        if key[0] in ("binary", "ecg_closed"):
             definite = [a["label"] for a in answers if a["label"] in ("yes", "no")]
             answer["p_yes"] = definite.count("yes") / len(definite) if definite else 0.5
         table[key] = answer
@@ -116,8 +136,12 @@ def majority_predictions(rows: Sequence[Mapping[str, Any]], reference_rows: Sequ
             texts.append(UNKNOWN_TEXT)
             yes_probs.append(0.5 if row["task"] == "binary" else None)
             continue
+        if row["task"] == "ecg_mcq":  # the row's option that was most often right in the reference rows
+            options = list(row["answer"]["options"])
+            best = max(options, key=lambda k: (answer["right"].get(k, 0), -options.index(k)))
+            answer = {"correct": F_LETTERS[options.index(best)], "finding": best}
         texts.append(render(row["task"], answer))
-        yes_probs.append(answer.get("p_yes") if row["task"] == "binary" else None)
+        yes_probs.append(answer.get("p_yes") if row["task"] in ("binary", "ecg_closed") else None)
     return texts, yes_probs
 
 
@@ -144,6 +168,8 @@ def _site_name(site: str) -> str:
 
 def render(task: str, answer: Mapping[str, Any]) -> str:
     """Plain sentences stating `answer` (in the task's schema) that `extract_facts` reads back."""
+    if task in ECG_TASKS:  # the bench's own ECG phrasings, with a fixed choice among them
+        return _render_ecg(task, answer)
     if task == "binary":
         label = answer.get("label")
         if label not in ("yes", "no"):
@@ -182,6 +208,21 @@ def render(task: str, answer: Mapping[str, Any]) -> str:
         definite = {k: v for k, v in (answer.get("findings") or {}).items() if v in ("yes", "no")}
         return " ".join(_finding_sentence(k, v) for k, v in definite.items()) if definite else UNKNOWN_TEXT
     raise ValueError(f"unknown task {task!r}")
+
+
+def _render_ecg(task: str, a: Mapping[str, Any]) -> str:
+    import random
+
+    from clinlm.bench import ecg_templates as T
+
+    rng = random.Random(0)
+    if task == "ecg_closed":
+        return T.closed_response(a["finding"], a["label"], rng)
+    if task == "ecg_report":
+        return T.report_response(a, rng)
+    if task == "ecg_mcq":
+        return T.mcq_response(a, rng)
+    return T.turn_response(a["turns"][-1], a.get("findings") or {}, rng)
 
 
 def _render_report(a: Mapping[str, Any]) -> str:

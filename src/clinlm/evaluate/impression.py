@@ -12,7 +12,8 @@ Baselines, on the same rows (a model that does not beat them has learned nothing
 could not do; IU impressions are mostly templated "no acute disease" variants):
 - `most_frequent`: the most common training impression (normalised; reported in its most common
   written form), for every row;
-- `tfidf_nn`: the impression of the training report whose findings are most similar (TF-IDF cosine);
+- `tfidf_nn`: the impression of the training report whose findings are most similar (TF-IDF cosine;
+  the first of the similar reports a retrieval-augmented prompt lists);
 - `minilm_nn`: the same with MiniLM sentence embeddings.
 
 Every figure is reported on all rows and on the `abnormal` subset: rows whose reference impression
@@ -30,6 +31,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from clinlm.bench.dedup import normalise_text
+from clinlm.bench.impression import SIMILAR_HEADER
+from clinlm.bench.retrieval import ImpressionIndex
 from clinlm.evaluate import text_metrics
 from clinlm.evaluate.bootstrap import DEFAULT_N_BOOT, bootstrap_ci, vectorised
 
@@ -43,10 +46,11 @@ TOP_K_TEMPLATES = 20
 
 
 def findings_of(row: Mapping) -> str:
-    """The findings text of an instruction row: what follows the last "FINDINGS:" in the user turn."""
+    """The findings text of an instruction row: what follows the last "FINDINGS:" in the user turn,
+    up to the impressions of similar reports when the prompt lists them."""
     user = next((m["content"] for m in row["messages"] if m["role"] == "user"), "")
     head, sep, tail = user.rpartition("FINDINGS:")
-    return (tail if sep else user).strip()
+    return (tail if sep else user).partition(SIMILAR_HEADER)[0].strip()
 
 
 def reference_of(row: Mapping) -> str:
@@ -106,15 +110,13 @@ def most_frequent_baseline(train_rows: Sequence[Mapping], n: int) -> list[str]:
 
 
 def tfidf_retrieval(train_rows: Sequence[Mapping], rows: Sequence[Mapping]) -> list[str]:
-    """For each row, the impression of the training row with the most similar findings (TF-IDF cosine)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.neighbors import NearestNeighbors
+    """For each row, the impression of the training row with the most similar findings (TF-IDF cosine).
 
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-    train = vectorizer.fit_transform([normalise_text(findings_of(r)) for r in train_rows])
-    query = vectorizer.transform([normalise_text(findings_of(r)) for r in rows])
-    nearest = NearestNeighbors(n_neighbors=1, metric="cosine").fit(train).kneighbors(query, return_distance=False)[:, 0]
-    return [reference_of(train_rows[j]) for j in nearest]
+    The same index as the retrieval-augmented prompts (`clinlm.bench.retrieval`), so this baseline's
+    answer is the first impression listed in a prompt built from the same training rows.
+    """
+    index = ImpressionIndex.fit([findings_of(r) for r in train_rows], [reference_of(r) for r in train_rows])
+    return [c[0][0] for c in index.query([findings_of(r) for r in rows], k=1)]
 
 
 @lru_cache(maxsize=1)

@@ -5,7 +5,8 @@
 `clinlm.evaluate.run.evaluate` hands a file whose rows are all of task "impression" to
 `evaluate_impression_file`, which
 1. generates the model's impression for every row (`clinlm.evaluate.run.run_model`, greedy), and
-   the text-only model's when one is given;
+   the text-only model's when one is given; a prompt without the impressions of similar reports
+   gets them from the checkpoint's retrieval index when it has one (`with_similar`);
 2. computes the baselines from the training rows (`train.jsonl` beside DATA, or `train=`):
    most-frequent impression, TF-IDF and MiniLM nearest-neighbour retrieval;
 3. scores every system on the same rows (`clinlm.evaluate.impression.evaluate_impressions`):
@@ -24,6 +25,7 @@ from typing import Any, Sequence
 from rich.console import Console
 from rich.table import Table
 
+from clinlm.bench.impression import augment_question
 from clinlm.evaluate.impression import (
     BASELINES,
     METRICS,
@@ -76,9 +78,9 @@ def evaluate_impression_file(
     train_rows = [r for r in read_rows(train_path) if r.get("task") == "impression"]
 
     predictions: dict[str, list[str]] = {}
-    predictions["model"], _ = run_model(Path(checkpoint), rows, batch_size, max_new_tokens, None, "model")
+    predictions["model"], _ = run_model(Path(checkpoint), with_similar(checkpoint, rows), batch_size, max_new_tokens, None, "model")
     if text_only is not None:
-        predictions["text_only"], _ = run_model(Path(text_only), rows, batch_size, max_new_tokens, None, "text-only")
+        predictions["text_only"], _ = run_model(Path(text_only), with_similar(text_only, rows), batch_size, max_new_tokens, None, "text-only")
     with console.status("baselines (most frequent, TF-IDF and MiniLM retrieval) and scoring"):
         predictions.update(baseline_predictions(rows, train_rows, BASELINES))
         metric_rows = evaluate_impressions(rows, predictions, train_rows, baselines=(), n_boot=n_boot, seed=seed)
@@ -104,6 +106,20 @@ def evaluate_impression_file(
     print_tables(metric_rows, console, title=f"{Path(checkpoint).name} on {Path(data).name}")
     console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'predictions.jsonl'}, {out / 'report.md'}")
     return metric_rows
+
+
+def with_similar(checkpoint: Path, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows whose prompt lists no similar reports get them from the checkpoint's index (a bench
+    built with --split-all, or by hand); rows that list them, or a checkpoint without an index,
+    are left as they are."""
+    out = []
+    for r in rows:
+        msgs = [dict(m) for m in r["messages"]]
+        user = next((m for m in msgs if m["role"] == "user"), None)
+        if user is not None:
+            user["content"] = augment_question(checkpoint, user["content"])
+        out.append({**r, "messages": msgs})
+    return out
 
 
 def render_report(metric_rows: Sequence[dict], records: Sequence[dict], info: dict) -> str:

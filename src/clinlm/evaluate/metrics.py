@@ -45,19 +45,24 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from clinlm.bench import facts as F
+from clinlm.bench.ecg_facts import ECG_TASKS
 from clinlm.evaluate import stats
 
 UNPARSEABLE = "unparseable"
 HEADLINE = {
     "binary": "accuracy", "detection": "event_f1", "reporting": "field_accuracy", "reasoning": "fact_consistency",
     "differential": "top1", "comparison": "accuracy", "location": "accuracy",
+    "ecg_closed": "accuracy", "ecg_mcq": "accuracy", "ecg_report": "finding_f1", "ecg_conversation": "accuracy",
 }
 COMMON = ("fact_consistency", "contradiction_rate", "unparseable_rate")
 # Keys each task's scorer reads from `row["answer"]` (the full schemas are in bench/facts.py).
 ANSWER_KEYS = {
     "binary": ("finding", "label"), "detection": ("present",), "reporting": ("modality",), "reasoning": ("question", "conclusion"),
     "differential": ("candidates",), "comparison": ("question", "answer"), "location": ("question",),
+    "ecg_closed": ("finding", "label"), "ecg_mcq": ("correct", "options"), "ecg_report": ("findings",),
+    "ecg_conversation": ("findings", "turns"),
 }
+SCORED_TASKS = F.TASKS + ECG_TASKS  # every task the evaluator scores
 HR_TOLERANCE_BPM = 3.0  # the bench's own consistency tolerance for a stated heart rate
 LOWER_IS_BETTER = {"contradiction_rate", "unparseable_rate"}
 
@@ -341,6 +346,10 @@ SCORERS = {
 
 def score_task(task: str, rows: Sequence[Mapping[str, Any]], texts: Sequence[str], yes_probs: Sequence[float | None] | None = None) -> TaskScores:
     """Parse and score the responses `texts` to `rows` (all of one task): per-row flags and metrics."""
+    if task in ECG_TASKS:  # ECGBench's tasks: their own vocabulary and parser (evaluate/ecg_metrics.py)
+        from clinlm.evaluate.ecg_metrics import score_ecg_task
+
+        return score_ecg_task(task, rows, texts, yes_probs)
     if task not in SCORERS:
         raise ValueError(f"unknown task {task!r}; the evaluator scores {', '.join(SCORERS)}")
     facts = [parse(t, r["answer"]) for r, t in zip(rows, texts)]

@@ -273,7 +273,7 @@ def render_report(
     md += ["- **model**: the checkpoint, greedy decoding" + (f", at most {info['max_new_tokens']} new tokens" if info.get("max_new_tokens") else "") + "."]
     md += [f"- **majority**: the most frequent answer per task, question type and dataset in {info.get('majority_source', 'the reference rows')}, written as text and scored by the same code."]
     if info.get("text_only"):
-        md += [f"- **text-only**: `{info['text_only']}`, the same recipe with the audio removed (`model.audio_tower=none`): what the model can answer without hearing."]
+        md += [f"- **text-only**: `{info['text_only']}`, the same recipe with the media removed (`model.audio_tower=none`, or `model.ecg_tower=none` for ECG models): what the model can answer without hearing or seeing."]
     else:
         md += ["- **text-only: not evaluated.** No text-only checkpoint was given (`--text-only PATH`), so this report does not show how much of the model's performance comes from the audio rather than from the question text."]
     if info.get("judge_url"):

@@ -4,7 +4,7 @@ The path, in order:
 1. read the instruction rows (`clinlm.train.data.read_rows`: audio paths resolved, placeholders
    checked); rows without a structured `answer` or with a task the evaluator does not know are
    set aside and counted in the report, never silently dropped;
-2. the model answers every row (`clinlm.infer.generate`, greedy) and gives P(yes) for binary rows
+2. the model answers every row (`clinlm.infer.generate`, greedy) and gives P(yes) for binary (and ECG closed) rows
    (`clinlm.infer.yes_probability`); the same for the text-only model when `--text-only` is given;
 3. the majority baseline answers from `train.jsonl` beside DATA when there is one (or `train=`),
    else from the evaluated rows (`clinlm.evaluate.baselines`);
@@ -38,14 +38,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from clinlm.bench.facts import TASKS
 from clinlm.evaluate import text_metrics
 from clinlm.evaluate.bootstrap import DEFAULT_N_BOOT, DEFAULT_SEED, bootstrap_ci
+from clinlm.evaluate.ecg_metrics import class_probes, majority_probe_probs, probe_metric_rows
 from clinlm.evaluate.metrics import (
     ANSWER_KEYS,
     COMMON,
     HEADLINE,
     LOWER_IS_BETTER,
+    SCORED_TASKS as TASKS,
     Metric,
     score_task,
 )
@@ -268,7 +269,7 @@ def run_model(
     progress: Progress | None,
     label: str,
 ) -> tuple[list[str], list[float | None]]:
-    """Greedy answers for every row and P(yes) for binary rows, from a checkpoint folder."""
+    """Greedy answers for every row and P(yes) for binary and ECG closed rows, from a checkpoint folder."""
     import clinlm
     from clinlm import infer
 
@@ -277,13 +278,23 @@ def run_model(
     chunk = max(batch_size * 4, 1)
     texts = _in_chunks(lambda c: infer.generate(model, c, max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=0.0),
                        prompts, chunk, progress, f"{label}: answering")
-    binary = [i for i, r in enumerate(rows) if r["task"] == "binary"]
+    binary = [i for i, r in enumerate(rows) if r["task"] in ("binary", "ecg_closed")]  # yes/no questions
     probs = _in_chunks(lambda c: infer.yes_probability(model, c, batch_size=batch_size),
                        [prompts[i] for i in binary], chunk, progress, f"{label}: P(yes)") if binary else []
     yes_probs: list[float | None] = [None] * len(rows)
     for i, p in zip(binary, probs):
         yes_probs[i] = float(p)
     return texts, yes_probs  # the model is freed when this returns, before the next one loads
+
+
+def run_probes(checkpoint: Path, probes: Sequence[Mapping[str, Any]], batch_size: int, progress: Progress | None, label: str) -> list[float]:
+    """P(yes) for every class probe (evaluate/ecg_metrics.py) from a checkpoint folder."""
+    import clinlm
+    from clinlm import infer
+
+    model = clinlm.load(checkpoint)
+    return _in_chunks(lambda c: infer.yes_probability(model, c, batch_size=batch_size), [p["row"] for p in probes],
+                      max(batch_size * 4, 1), progress, f"{label}: class probes")
 
 
 def _judge_system(rows, texts, judge_url, judge_model, out, progress, label) -> list[float | None]:
@@ -356,12 +367,19 @@ def evaluate(
         majority_source = "the evaluated rows themselves (no train.jsonl beside the data): an optimistic simple majority"
 
     systems: dict[str, tuple[list[str], list[float | None]]] = {}
+    probes = class_probes(rows)  # ECG rows: every ECG asked about every class its labels decide
+    probe_probs: dict[str, list[float]] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, transient=False) as progress:
         systems["model"] = run_model(checkpoint, rows, batch_size, max_new_tokens, progress, "model")
         systems["majority"] = majority_predictions(rows, reference_rows)
         if text_only is not None:
             systems["text_only"] = run_model(Path(text_only), rows, batch_size, max_new_tokens, progress, "text-only")
+        if probes:
+            probe_probs["model"] = run_probes(checkpoint, probes, batch_size, progress, "model")
+            probe_probs["majority"] = majority_probe_probs(probes, reference_rows)
+            if text_only is not None:
+                probe_probs["text_only"] = run_probes(Path(text_only), probes, batch_size, progress, "text-only")
         judged = {}
         if judge_url:
             for name, (texts, _) in systems.items():
@@ -378,6 +396,8 @@ def evaluate(
             m, r = score_system(rows, texts, probs, system=name, by=by, n_boot=n_boot, seed=seed, judge_scores=judged.get(name))
             metric_rows += m
             records += r
+        if probes:
+            metric_rows += probe_metric_rows(probes, probe_probs, n_boot, seed)
     info = {
         "checkpoint": str(checkpoint), "data": str(data), "text_only": None if text_only is None else str(text_only),
         "majority_source": majority_source, "by": by, "n_boot": n_boot, "seed": seed, "limit": limit,
