@@ -1,0 +1,1 @@
+"""Linear probes on frozen audio embeddings (AcuLa / OPERA protocol): `clinlm probe`."""
