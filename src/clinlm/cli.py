@@ -54,14 +54,15 @@ def ingest(
     root: Path = typer.Argument(..., help="The dataset folder, as its publisher lays it out."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for records.parquet and rejects.parquet."),
     seed: int = typer.Option(0, help="Seed for the patient-level split."),
+    option: Optional[List[str]] = typer.Option(None, "--option", help="Adapter option key=value, repeatable (e.g. ptbxl: --option sampling_rate=100)."),
 ) -> None:
     """Read a dataset in its native layout into a record table (records.parquet + rejects.parquet)."""
-    from clinlm.ingest import run_ingest
+    from clinlm.ingest import parse_options, run_ingest
     from clinlm.show import print_ingest_summary
 
     try:
-        result = run_ingest(adapter, root, out, seed=seed)
-    except (FileNotFoundError, KeyError) as exc:
+        result = run_ingest(adapter, root, out, seed=seed, **parse_options(adapter, option))
+    except (FileNotFoundError, KeyError, ValueError) as exc:
         fail(str(exc).strip("'\""))
     print_ingest_summary(result.summary, console)
     if not result.records:
@@ -118,12 +119,13 @@ def bench_build(
     llm_model: Optional[str] = typer.Option(None, help="Model name at --llm-url."),
     workers: int = typer.Option(0, help="Worker processes (0: one per core)."),
     allow_missing_media: bool = typer.Option(False, "--allow-missing-media", help="Keep records whose audio is not on disk (annotation-only releases), pointing at the expected path."),
+    media: str = typer.Option("signal", help="ECG rows show the signal (<ecg>) or a picture of it (image: <image>; signals are drawn as printouts into OUT/images)."),
 ) -> None:
-    """Build StethoBench-style instruction and preference JSONL from record tables."""
+    """Build StethoBench-style (and, for ECGs, ECGBench-style: --tasks ecg) instruction JSONL from record tables."""
     from clinlm.bench.build import build_bench
 
     try:
-        build_bench(inputs, out, seed=seed, tasks=task, split_all=split_all, llm_url=llm_url, llm_model=llm_model, workers=workers, console=console, allow_missing_media=allow_missing_media)
+        build_bench(inputs, out, seed=seed, tasks=task, split_all=split_all, llm_url=llm_url, llm_model=llm_model, workers=workers, console=console, allow_missing_media=allow_missing_media, media=media)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
 
@@ -165,22 +167,37 @@ def train(
         fail(str(exc))
 
 
-@app.command("eval")
+@app.command("eval", context_settings={"allow_extra_args": True})
 def eval_(
+    ctx: typer.Context,
     checkpoint: Path = typer.Argument(..., help="A model folder written by `clinlm train`."),
     data: Path = typer.Argument(..., help="An instruction JSONL (e.g. bench/test.jsonl)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder for metrics.json, predictions.jsonl, report.md."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder for metrics.json, predictions.jsonl, report.md (with --degrade/--compare: default <checkpoint>/../robustness)."),
     by: Optional[str] = typer.Option(None, help="Split every figure by this field (e.g. dataset)."),
     text_only: Optional[Path] = typer.Option(None, help="A text-only model folder for the text-only baseline."),
     judge_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for an LLM judge."),
     judge_model: Optional[str] = typer.Option(None, help="Model name at --judge-url."),
     batch_size: int = typer.Option(16, help="Generation batch size."),
     limit: Optional[int] = typer.Option(None, help="Evaluate only the first N rows."),
+    degrade: Optional[List[str]] = typer.Option(None, "--degrade", help="Degrade the audio and evaluate per condition: --degrade noise:snr=0,10,20 clipping band-limit dropout (clinlm/signals/degrade.py)."),
+    compare: Optional[List[str]] = typer.Option(None, "--compare", help="Another checkpoint evaluated the same way, NAME=PATH or PATH (repeatable), e.g. --compare sft=qs/model."),
+    seed: int = typer.Option(0, help="Seed of the degradations' noise (with --degrade)."),
 ) -> None:
     """Generate answers and score every task with CIs beside majority and text-only baselines."""
-    from clinlm.evaluate.run import evaluate
-
+    extra = list(ctx.args)  # `--degrade a b c`: the specs after the first arrive as extra arguments
     try:
+        if extra and not degrade:
+            raise ValueError(f"unexpected arguments {' '.join(extra)}: degradation specs go after --degrade")
+        if degrade or compare:
+            from clinlm.evaluate.robustness import evaluate_robustness
+
+            evaluate_robustness(checkpoint, data, out, [*(degrade or []), *extra], compare or [], text_only=text_only, by=by, judge_url=judge_url,
+                                judge_model=judge_model, batch_size=batch_size, limit=limit, seed=seed, console=console)
+            return
+        if out is None:
+            raise ValueError("--out is required: the folder for metrics.json, predictions.jsonl and report.md")
+        from clinlm.evaluate.run import evaluate
+
         evaluate(checkpoint, data, out, by=by, text_only=text_only, judge_url=judge_url, judge_model=judge_model, batch_size=batch_size, limit=limit, console=console)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
@@ -189,15 +206,18 @@ def eval_(
 @app.command()
 def ask(
     checkpoint: Path = typer.Argument(..., help="A model folder."),
-    question: str = typer.Argument(..., help="The question (placeholders are added for each --audio)."),
+    question: str = typer.Argument(..., help="The question (placeholders are added for each --audio, --ecg, --image)."),
     audio: Optional[List[Path]] = typer.Option(None, "--audio", help="Audio file(s) to ask about."),
     max_new_tokens: int = typer.Option(160, help="Longest answer in tokens."),
+    ecg: Optional[List[Path]] = typer.Option(None, "--ecg", help="ECG record(s) to ask about: a WFDB record path, with or without .hea."),
+    image: Optional[List[Path]] = typer.Option(None, "--image", help="Image(s) to ask about: an ECG printout, scan or photo."),
 ) -> None:
-    """Ask a trained model a question about a recording."""
+    """Ask a trained model a question about a recording, an ECG or an ECG picture."""
     from clinlm.infer import ask as ask_model
 
     try:
-        answer = ask_model(checkpoint, question, audios=[str(a) for a in audio or []], max_new_tokens=max_new_tokens)
+        answer = ask_model(checkpoint, question, audios=[str(a) for a in audio or []], max_new_tokens=max_new_tokens,
+                           ecgs=[str(e) for e in ecg or []], images=[str(i) for i in image or []])
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     console.print(answer)
@@ -236,15 +256,78 @@ def export(
 
 
 @app.command()
+def reports(
+    inputs: List[Path] = typer.Argument(..., help="Ingest output folders (records.parquet)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for reports.jsonl and summary.json."),
+    llm_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint that rewrites each report (checked against the labels, cached)."),
+    llm_model: Optional[str] = typer.Option(None, help="Model name at --llm-url."),
+) -> None:
+    """One clinical report per recording from its metadata and labels (the text side of alignment)."""
+    from clinlm.align.reports import build_reports
+
+    try:
+        summary = build_reports(inputs, out, llm_url=llm_url, llm_model=llm_model, console=console)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"[green]{summary['reports']} reports[/] in {out / 'reports.jsonl'}: {summary['by_modality_and_source']}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def align(
+    ctx: typer.Context,
+    config: Path = typer.Argument(..., help="An align recipe, e.g. configs/align_default.yaml."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (train.output_dir); the encoder goes to OUT/encoder."),
+) -> None:
+    """Align an audio encoder to a frozen text teacher on report pairs; `key=value` arguments override the recipe."""
+    from clinlm.align.run import run_align
+
+    try:
+        run_align(config, overrides=list(ctx.args), out=out, console=console)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        fail(str(exc).strip("'\""))
+
+
+@app.command()
+def probe(
+    inputs: Optional[List[str]] = typer.Argument(None, help="Encoders (encoder folders, transformers audio folders, builtin:random) and ingest folders, in any order."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for probe.json, probe.md, probe.png, summary.json."),
+    config: Optional[Path] = typer.Option(None, help="Align recipe giving builtin:random's features, size and seed (default: configs/align_default.yaml)."),
+    merge: Optional[List[Path]] = typer.Option(None, "--merge", help="Earlier probe output folders to put in the same table."),
+    cv: Optional[int] = typer.Option(None, help="K-fold CV over patients instead of the split column (for encoders that never saw these records)."),
+    min_train: int = typer.Option(5, help="Fewest positives and negatives among training units for a task to run."),
+    min_test: int = typer.Option(3, help="Fewest positives and negatives among test units for a task to run."),
+    baseline: Optional[str] = typer.Option(None, help="Encoder the others are compared with (default: builtin:random if probed, else the first)."),
+    seed: int = typer.Option(0, help="Seed for CV folds and bootstrap draws."),
+) -> None:
+    """Linear probes on frozen embeddings: AUROC with patient-bootstrap CIs for every task the records support."""
+    from clinlm.probe.run import run_probe
+
+    try:
+        summary = run_probe(list(inputs or []), out, config=config, merge=list(merge or []), cv=cv, min_train=min_train,
+                            min_test=min_test, baseline=baseline, seed=seed, console=console)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        fail(str(exc).strip("'\""))
+    for name, m in summary["mean_auroc"].items():
+        console.print(f"[bold]{name}[/]: mean AUROC {m['mean']} [{m.get('ci_low')}, {m.get('ci_high')}] over {m['tasks']} common tasks")
+    for name, d in summary["difference_to_baseline"].items():
+        console.print(f"  {name} - {summary['baseline']}: {d['difference']} [{d['ci_low']}, {d['ci_high']}]")
+    console.print(f"[green]wrote[/] {out / 'probe.md'} ({len(summary['skipped'])} tasks skipped, listed there)")
+
+
+@app.command()
 def quickstart(
     out: Path = typer.Option(Path("qs"), "--out", "-o", help="Output folder."),
     seed: int = typer.Option(0, help="Seed for everything."),
-    patients: int = typer.Option(200, help="Simulated patients per modality."),
+    patients: Optional[int] = typer.Option(None, help="Simulated patients per modality (default 200; ecg: 300)."),
+    modality: str = typer.Option("heart+lung", help="heart+lung (auscultation) or ecg (12-lead ECG signals)."),
 ) -> None:
     """simulate -> ingest -> bench -> train -> eval -> report, on CPU, in minutes."""
     from clinlm.quickstart import run_quickstart
 
-    run_quickstart(out, seed=seed, patients=patients, console=console)
+    try:
+        run_quickstart(out, seed=seed, patients=patients or (300 if modality == "ecg" else 200), console=console, modality=modality)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover
