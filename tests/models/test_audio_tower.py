@@ -35,6 +35,20 @@ def test_skip_carries_a_one_frame_event_to_the_output_where_it_happened():
     assert build_audio_tower({"type": "conv", "n_mels": 16, "channels": 32, "layers": 3}).hidden_size == 32
 
 
+def test_findings_head_appends_probabilities_and_rebuilds_from_its_spec():
+    spec = {"type": "conv", "n_mels": 8, "channels": 16, "layers": 2, "skip": True, "findings": ["murmur", "crackle"]}
+    tower = build_audio_tower(spec)
+    assert tower.hidden_size == 16 + 8 + 2
+    hidden, logits = tower.forward_with_findings(torch.randn(3, 40, 8))
+    assert hidden.shape == (3, 10, 26) and logits.shape == (3, 10, 2)
+    assert torch.allclose(hidden[..., -2:], torch.sigmoid(logits))  # the last channels are the head's probabilities
+    twin = build_audio_tower(spec)
+    twin.load_state_dict(tower.state_dict())  # the head's weights belong to the tower's state
+    x = torch.randn(2, 40, 8)
+    assert torch.equal(tower.eval()(x), twin.eval()(x))
+    assert build_audio_tower({**spec, "findings": []}).findings_head is None
+
+
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
 @pytest.mark.parametrize("frames", [3, 40, 1000])
 def test_projector_gives_a_fixed_number_of_tokens_whatever_the_length(kind, frames):

@@ -66,6 +66,13 @@ def test_warm_up_learns_murmurs_and_writes_an_encoder_folder(records, tmp_path):
     yes = pooled[[i for i, (_, m) in enumerate(held) if m]].mean(0)
     no = pooled[[i for i, (_, m) in enumerate(held) if not m]].mean(0)
     assert (yes - no).abs().max() > 0.1
+    # the findings head is part of the saved tower: its probabilities are the last output channels
+    assert spec["findings"] == list(TARGETS) and tower.hidden_size == tower.findings_head.in_features + len(TARGETS)
+    with torch.no_grad():
+        probs = torch.stack([tower(feats(str(w))[None])[0, :, -len(TARGETS):].mean(0) for w, _ in held])  # (4, targets)
+    assert ((probs >= 0) & (probs <= 1)).all()
+    murmur = probs[:, TARGETS.index("murmur")]
+    assert min(murmur[i] for i, (_, m) in enumerate(held) if m) > max(murmur[i] for i, (_, m) in enumerate(held) if not m)
 
 
 def test_warm_up_refuses_folders_without_training_audio(tmp_path):

@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from clinlm.evaluate.report import format_ci
+
 FIGURES = (
     ("ecg_closed", "af_accuracy", "AF? accuracy (closed, generated)"),
     ("ecg_class:af", "auroc", "AF AUROC (P(yes))"),
@@ -32,11 +34,7 @@ FIGURES = (
 
 
 def _fmt(r: Mapping[str, Any] | None) -> str:
-    if not r or r.get("value") is None:
-        return "-"
-    if r.get("ci_low") is None:
-        return f"{r['value']:.3f}"
-    return f"{r['value']:.3f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+    return format_ci(r, ci_digits=2)
 
 
 def _index(folder: Path) -> dict[tuple[str, str, str], dict]:

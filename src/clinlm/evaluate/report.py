@@ -228,12 +228,17 @@ def write_plots(folder: Path, metric_rows: Sequence[Mapping[str, Any]], records:
 # ------------------------------------------------------------------------------------ markdown
 
 
-def _fmt(r: Mapping[str, Any] | None) -> str:
+def format_ci(r: Mapping[str, Any] | None, ci_digits: int = 3) -> str:
+    """A metric row as "value [ci_low, ci_high]" ("-" when missing; no brackets without a CI)."""
     if r is None or r.get("value") is None:
         return "-"
     if r.get("ci_low") is None:
         return f"{r['value']:.3f}"
-    return f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+    return f"{r['value']:.3f} [{r['ci_low']:.{ci_digits}f}, {r['ci_high']:.{ci_digits}f}]"
+
+
+def _fmt(r: Mapping[str, Any] | None) -> str:
+    return format_ci(r)
 
 
 def _table(header: list[str], body: list[list[str]]) -> str:

@@ -39,6 +39,7 @@ from rich.table import Table
 
 from clinlm.evaluate.metrics import HEADLINE, LOWER_IS_BETTER
 from clinlm.records import atomic_write_text
+from clinlm.evaluate.report import format_ci
 
 CLEAN = "clean"
 # (task, metric) pairs in the console table and the plots
@@ -206,11 +207,7 @@ def paired_differences(out: Path, systems: Sequence[str], conditions: Sequence[s
 
 
 def _fmt(r: Mapping[str, Any] | None) -> str:
-    if not r or r.get("value") is None:
-        return "-"
-    if r.get("ci_low") is None:
-        return f"{r['value']:.3f}"
-    return f"{r['value']:.3f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+    return format_ci(r, ci_digits=2)
 
 
 def _index(metric_rows: Sequence[Mapping[str, Any]]) -> dict[tuple, Mapping[str, Any]]:

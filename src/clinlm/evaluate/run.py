@@ -51,6 +51,7 @@ from clinlm.evaluate.metrics import (
     score_task,
 )
 from clinlm.evaluate.stats import mean_value
+from clinlm.evaluate.report import format_ci
 
 SYSTEMS = ("model", "majority", "text_only")
 KEYS = ("system", "task", "metric", "value", "ci_low", "ci_high", "n")  # a metrics.json row (+ the `by` field)
@@ -412,12 +413,8 @@ def evaluate(
 # ------------------------------------------------------------------------------------ console
 
 
-def _fmt(row: Mapping[str, Any] | None) -> str:
-    if not row or row.get("value") is None:
-        return "-"
-    if row.get("ci_low") is None:
-        return f"{row['value']:.3f}"
-    return f"{row['value']:.3f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+def _fmt(r: Mapping[str, Any] | None) -> str:
+    return format_ci(r, ci_digits=2)
 
 
 def print_table(metric_rows: Sequence[Mapping[str, Any]], console: Console, title: str = "results") -> None:

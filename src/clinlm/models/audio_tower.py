@@ -30,9 +30,18 @@ class ConvAudioEncoder(nn.Module):
     Short events that matter clinically (a crackle is one frame of the `transient` channel) then
     reach the projector unchanged instead of being averaged away by the convolutions, and the
     projector's max-pooling carries them to the language model.
+
+    `findings=K` adds a linear head over those hidden states with K per-frame logits (murmur,
+    crackle, wheeze, abnormal: what `train/tower_warmup.py` trains it on) and appends their
+    sigmoid to the output, so hidden_size grows by K. A finding that lasts one frame then reaches
+    the language model as a 0-1 value in its own channel, instead of as a small direction in 64
+    mixed channels that an LM learning from scratch picks up only slowly (on the simulator the
+    tower's time-mean features separate crackles with a linear-probe AUROC of 0.99, yet an SFT
+    model read through them answered crackle questions at 0.6-0.7 accuracy).
     """
 
-    def __init__(self, n_mels: int, channels: int = 128, layers: int = 3, kernel: int = 5, dropout: float = 0.0, skip: bool = False):
+    def __init__(self, n_mels: int, channels: int = 128, layers: int = 3, kernel: int = 5, dropout: float = 0.0, skip: bool = False,
+                 findings: int = 0):
         super().__init__()
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
@@ -41,9 +50,12 @@ class ConvAudioEncoder(nn.Module):
             self.norms.append(nn.LayerNorm(channels))
         self.dropout = nn.Dropout(dropout)
         self.skip = skip
-        self.hidden_size = channels + (n_mels if skip else 0)
+        base = channels + (n_mels if skip else 0)
+        self.findings_head = nn.Linear(base, findings) if findings else None
+        self.hidden_size = base + findings
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward_with_findings(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(hidden (batch, frames', hidden_size), finding logits (batch, frames', K) or None)."""
         x = features.transpose(1, 2)  # (batch, n_mels, frames): Conv1d wants channels first
         h = x
         for conv, norm in zip(self.convs, self.norms):
@@ -52,7 +64,15 @@ class ConvAudioEncoder(nn.Module):
         if self.skip:
             peaks = nn.functional.adaptive_max_pool1d(x, h.shape[-1])  # (batch, n_mels, frames')
             h = torch.cat([h, peaks], dim=1)
-        return self.dropout(h.transpose(1, 2))  # (batch, frames', hidden_size)
+        h = h.transpose(1, 2)  # (batch, frames', base)
+        logits = None
+        if self.findings_head is not None:
+            logits = self.findings_head(h)  # (batch, frames', K)
+            h = torch.cat([h, torch.sigmoid(logits)], dim=-1)
+        return self.dropout(h), logits
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_findings(features)[0]  # (batch, frames', hidden_size)
 
 
 class HFAudioEncoder(nn.Module):
@@ -100,7 +120,8 @@ def build_audio_tower(spec: dict[str, Any]) -> nn.Module:
     """Rebuild a tower (random weights) from its spec; the checkpoint's weights are loaded after."""
     if spec["type"] == "conv":
         return ConvAudioEncoder(
-            spec["n_mels"], spec["channels"], spec["layers"], spec.get("kernel", 5), spec.get("dropout", 0.0), spec.get("skip", False)
+            spec["n_mels"], spec["channels"], spec["layers"], spec.get("kernel", 5), spec.get("dropout", 0.0), spec.get("skip", False),
+            len(spec.get("findings") or []),
         )
     if spec["type"] == "hf":
         from transformers import AutoConfig, AutoModel

@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
 from clinlm.train.collator import Collator, encode_row
 from clinlm.train.data import check_row, row_name
+from clinlm.train.sft import EncodedRows
 
 STAGES = ("dpo", "mdpo")
 GROUPS = {"dpo": ("chosen", "rejected"), "mdpo": ("chosen", "rejected", "conditional")}
@@ -119,18 +119,10 @@ def _augmented(row: dict[str, Any], augment: list, fraction: float, degraded_dir
     return [str(degraded_copy(a, d, degraded_dir, seed=seed)) for a in audios]
 
 
-class PreferenceRows(Dataset):
-    """Encoded rows: {"input_ids" (the chosen sequence's, for length grouping), "chosen",
-    "rejected", ["conditional", "conditional_mask"], "row"}, each group an `encode_row` item."""
-
-    def __init__(self, items: list[dict[str, Any]]):
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.items[i]
+# Encoded preference rows: {"input_ids" (the chosen sequence's, for length grouping), "chosen",
+# "rejected", ["conditional", "conditional_mask"], "row"}, each group an `encode_row` item; held
+# like SFT's encoded rows.
+PreferenceRows = EncodedRows
 
 
 def encode_preference_rows(rows: list[dict[str, Any]], model, stage: str, max_length: int, degraded_dir: Path,

@@ -15,9 +15,11 @@ supervised warm-up on the training split's own labels gives the tower that start
   annotations, so the tower learns *where*, not only *whether*);
 - every recording: abnormal / normal.
 
-Loss: binary cross-entropy per frame of the tower's output (targets max-pooled to its frame
-rate), masked where a label is unknown or does not apply. Only the training split is used, so
-the held-out patients stay unseen. The result is an encoder folder (models/encoder_folder.py),
+Loss: binary cross-entropy per frame of the tower's findings head (`ConvAudioEncoder(findings=...)`;
+targets max-pooled to its frame rate), masked where a label is unknown or does not apply. The head
+stays in the tower: its per-frame probabilities are four more output channels, so the language
+model reads "a crackle-like event here" directly. Only the training split is used, so the
+held-out patients stay unseen. The result is an encoder folder (models/encoder_folder.py),
 the same format `clinlm align` writes, which `model.audio_tower=<folder>` loads with its
 feature settings and statistics.
 """
@@ -105,10 +107,10 @@ def warm_up_tower(
     y = torch.from_numpy(np.stack([frame_targets(r, fc.num_frames, seconds_per_frame) for r in records]))
     prep_s = time.perf_counter() - t0
 
-    spec = {"type": "conv", "n_mels": fc.num_channels, **tower_preset(tower_size)}
+    # The findings head stays in the tower: its per-frame probabilities are output channels.
+    spec = {"type": "conv", "n_mels": fc.num_channels, **tower_preset(tower_size), "findings": list(TARGETS)}
     tower = build_audio_tower(spec)
-    head = nn.Linear(tower.hidden_size, len(TARGETS))
-    params = list(tower.parameters()) + list(head.parameters())
+    params = list(tower.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     losses: list[float] = []
@@ -116,7 +118,7 @@ def warm_up_tower(
         task = progress.add_task("tower warm-up", total=steps)
         for _ in range(steps):
             idx = torch.from_numpy(rng.integers(0, len(x), min(batch_size, len(x))))
-            logits = head(tower(x[idx]))  # (batch, frames', targets)
+            _, logits = tower.forward_with_findings(x[idx])  # (batch, frames', targets)
             # targets at the tower's frame rate: max over the input frames each output frame covers
             target = nn.functional.adaptive_max_pool1d(torch.nan_to_num(y[idx], nan=-1.0).transpose(1, 2), logits.shape[1]).transpose(1, 2)
             known = target >= 0
