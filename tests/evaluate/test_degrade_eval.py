@@ -40,7 +40,8 @@ def test_every_system_and_condition_gets_its_rows_and_hears_the_degraded_audio(t
 
     bench, ckpt = toy
     out = tmp_path / "robust"
-    rows = evaluate_robustness(ckpt, bench["test"], out, ["noise:snr=0,20", "clipping"], [f"twin={ckpt}"],
+    monkeypatch.chdir(tmp_path)  # a relative --out, as users type it: the degraded rows must still find their audio
+    rows = evaluate_robustness(ckpt, bench["test"], "robust", ["noise:snr=0,20", "clipping"], [f"twin={ckpt}"],
                                batch_size=2, max_new_tokens=6, n_boot=50)
     conditions = ["clean", "noise:snr=0", "noise:snr=20", "clipping"]
     assert json.loads((out / "metrics.json").read_text()) == rows

@@ -116,7 +116,9 @@ def evaluate_robustness(
     console = console or Console()
     data = Path(data)
     systems = parse_systems(checkpoint, compare)
-    out = Path(out) if out is not None else systems[0][1].resolve().parent / "robustness"
+    # Absolute: the degraded rows name their audio by path, and a relative one would be read
+    # relative to the rows' own folder (OUT/conditions/) when they are loaded again.
+    out = Path(out).resolve() if out is not None else systems[0][1].resolve().parent / "robustness"
     degradations = parse_specs(degrade)
     rows, _ = split_scoreable(read_rows(data))
     rows = rows[:limit] if limit is not None else rows
