@@ -318,14 +318,14 @@ def probe(
 def quickstart(
     out: Path = typer.Option(Path("qs"), "--out", "-o", help="Output folder."),
     seed: int = typer.Option(0, help="Seed for everything."),
-    patients: Optional[int] = typer.Option(None, help="Simulated patients per modality (default 200; ecg: 300)."),
+    patients: Optional[int] = typer.Option(None, help="Simulated patients per modality (default 200; ecg: 900)."),
     modality: str = typer.Option("heart+lung", help="heart+lung (auscultation) or ecg (12-lead ECG signals)."),
 ) -> None:
     """simulate -> ingest -> bench -> train -> eval -> report, on CPU, in minutes."""
     from clinlm.quickstart import run_quickstart
 
     try:
-        run_quickstart(out, seed=seed, patients=patients or (300 if modality == "ecg" else 200), console=console, modality=modality)
+        run_quickstart(out, seed=seed, patients=patients or (900 if modality == "ecg" else 200), console=console, modality=modality)
     except ValueError as exc:
         fail(str(exc))
 
