@@ -287,3 +287,18 @@ def test_load_ecg_fixed_lead_order_and_missing_leads(shared_data):
         load_ecg(path, start_s=1e6)
     with pytest.raises(EcgError, match="header not found"):
         load_ecg(path.with_name("nope"))
+
+
+def test_model_features_read_the_single_physionet2017_channel_as_lead_i(shared_data):
+    """The model's ECG input (signals/ecg_features.py) reads AliveCor's one "ECG" channel as lead I,
+    the alias the adapter records, and leaves the other eleven leads empty."""
+    from clinlm.signals.ecg_features import EcgFeatureConfig, ecg_matrix
+
+    path = shared_data / "physionet2017_af_challenge" / "validation" / "A00016"
+    if not path.with_suffix(".hea").exists():
+        pytest.skip(f"{path}.hea not in the shared sample")
+    cfg = EcgFeatureConfig(sample_rate=100, seconds=10)
+    m = ecg_matrix(path, cfg)  # (samples, 12)
+    assert m.shape == (1000, 12)
+    assert np.abs(m[:, cfg.leads.index("I")]).max() > 0.1  # a real signal, in mV
+    assert not m[:, 1:].any()

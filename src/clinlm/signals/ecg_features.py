@@ -87,6 +87,12 @@ class EcgFeatureConfig:
         return cls(**d)
 
 
+# One-channel handheld recordings name their channel "ECG": AliveCor (PhysioNet/CinC 2017) is held
+# with one hand on each electrode, which is lead I (the physionet2017 adapter records the same
+# alias in metadata["lead_aliases"]). Only a record with that single channel is read this way.
+SINGLE_LEAD_NAMES = ("ECG",)
+
+
 def ecg_matrix(path: str | Path, cfg: EcgFeatureConfig) -> np.ndarray:
     """(samples, leads) float32 in mV: resampled, band-passed, in cfg.leads order, padded (see module doc)."""
     from scipy.signal import butter, sosfiltfilt
@@ -98,6 +104,8 @@ def ecg_matrix(path: str | Path, cfg: EcgFeatureConfig) -> np.ndarray:
         x = sosfiltfilt(sos, x, axis=-1)
     out = np.zeros((cfg.num_samples, len(cfg.leads)), dtype=np.float32)
     n = min(cfg.num_samples, x.shape[1])
+    if len(leads) == 1 and leads[0] in SINGLE_LEAD_NAMES and "I" not in leads:
+        leads = ["I"]  # a one-channel handheld recording named only "ECG" (see SINGLE_LEAD_NAMES)
     present = [lead for lead in cfg.leads if lead in leads]
     if not present:
         raise EcgError(f"{path} has none of the leads {', '.join(cfg.leads)} (it has {', '.join(leads)})")
