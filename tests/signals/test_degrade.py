@@ -182,3 +182,10 @@ def test_degraded_copy_is_a_float_wav_written_once(tmp_path):
     mtime = p0.stat().st_mtime_ns
     assert D.degraded_copy(src, d0, tmp_path / "out", seed=0) == p0 and p0.stat().st_mtime_ns == mtime
     assert D.degraded_copy(src, d0, tmp_path / "out", seed=1) != p0
+
+
+def test_a_spec_that_yaml_split_at_its_commas_is_refused_with_the_fix():
+    from clinlm.signals.degrade import parse_specs
+
+    with pytest.raises(ValueError, match="quote specs"):
+        parse_specs(["noise:snr=0", 10, 20])

@@ -313,6 +313,9 @@ def make(name: str, explicit: Mapping[str, Any] | None = None) -> Degradation:
 
 def parse_spec(text: str) -> list[Degradation]:
     """`noise:snr=0,10,20` -> three Degradations (see the module docstring for the grammar)."""
+    if not isinstance(text, str):  # YAML reads [noise:snr=0,10] as ["noise:snr=0", 10]
+        raise ValueError(f"degradation spec {text!r} is not text: quote specs that hold commas, "
+                         "e.g. \"dpo.augment=['noise:snr=0,10,20']\" on the command line")
     parts = [p for p in text.strip().split(":") if p.strip()]
     if not parts:
         raise ValueError("empty degradation spec; e.g. noise:snr=0,10,20, clipping, band-limit, dropout")
