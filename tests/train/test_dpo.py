@@ -65,7 +65,8 @@ def test_preference_rows_resolve_paths_and_are_checked(toy, tmp_path):
 @pytest.mark.slow
 def test_mdpo_recipe_logs_each_term_and_writes_a_loadable_checkpoint(toy, tmp_path):
     bench, prefs, sft = toy
-    ckpt = train_from_config(MDPO, dpo_overrides(sft, prefs["train"], tmp_path, steps=4))
+    # without the recipe's noise augmentation of the real audio, so every degraded file is a rejected one
+    ckpt = train_from_config(MDPO, dpo_overrides(sft, prefs["train"], tmp_path, steps=4) + ["dpo.augment=[]"])
     last = sorted((tmp_path / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
     history = [h for h in json.loads((last / "trainer_state.json").read_text())["log_history"] if "loss" in h]
     assert len(history) == 4
@@ -92,7 +93,8 @@ def test_reference_stays_frozen_and_the_margin_grows(toy, tmp_path, stage):
     from clinlm.train.preference_data import GROUPS
 
     _, prefs, sft = toy
-    cfg = load_config(DPO if stage == "dpo" else MDPO, dpo_overrides(sft, prefs["train"], tmp_path, steps=12))
+    # the loss mechanics on the rows as given (noise augmentation: test_conditional_exclusion_and_noise_augmentation...)
+    cfg = load_config(DPO if stage == "dpo" else MDPO, dpo_overrides(sft, prefs["train"], tmp_path, steps=12) + ["dpo.augment=[]"])
     model, ref = clinlm.load(sft), clinlm.load(sft)
     model.train()
     rows = read_preference_rows(prefs["train"])
