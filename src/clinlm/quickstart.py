@@ -68,6 +68,20 @@ def _save_timings(out: Path, timings: dict[str, float]) -> None:
     timings_file.write_text(json.dumps({**old, **timings}, indent=2))
 
 
+def _evaluate_and_report(stage, evaluate, model: Path, text_only: Path, bench: Path, out: Path, timings: dict[str, float],
+                         printer, console: Console) -> list[dict]:
+    """The last stage of both quickstarts: eval (or its saved metrics on a resumed run), the table, the report path."""
+    rows: list[dict] = []
+    stage("eval", out / "eval" / "metrics.json",
+          lambda: rows.extend(evaluate(model, bench / "test.jsonl", out / "eval", text_only=text_only, console=console)))
+    if not rows:
+        rows = json.loads((out / "eval" / "metrics.json").read_text())
+    _save_timings(out, timings)
+    printer(rows, console)
+    console.print(f"report: {out / 'eval' / 'report.md'}")
+    return rows
+
+
 def run_quickstart(
     out: Path,
     seed: int = 0,
@@ -123,18 +137,7 @@ def run_quickstart(
                                     resume=_resumable(audio_run), console=console))
     stage("train (text-only baseline)", text_only / PROVENANCE_FILE,
           lambda: train_from_config(_recipe(), overrides=common + [f"train.output_dir={text_run}", "model.audio_tower=none"], resume=_resumable(text_run), console=console))
-    rows: list[dict] = []
-
-    def _eval() -> None:
-        rows.extend(evaluate(model, bench / "test.jsonl", out / "eval", text_only=text_only, console=console))
-
-    stage("eval", out / "eval" / "metrics.json", _eval)
-    if not rows:
-        rows = json.loads((out / "eval" / "metrics.json").read_text())
-    _save_timings(out, timings)
-    print_results(rows, console)
-    console.print(f"report: {out / 'eval' / 'report.md'}")
-    return rows
+    return _evaluate_and_report(stage, evaluate, model, text_only, bench, out, timings, print_results, console)
 
 
 def run_ecg_quickstart(out: Path, seed: int = 0, patients: int = 900, console: Console | None = None,
@@ -168,15 +171,7 @@ def run_ecg_quickstart(out: Path, seed: int = 0, patients: int = 900, console: C
     stage("train (text-only baseline)", text_only / PROVENANCE_FILE,
           lambda: train_from_config(_recipe(ECG_RECIPE), overrides=common + [f"train.output_dir={out / 'text_only'}", "model.ecg_tower=none"],
                                     resume=_resumable(out / "text_only"), console=console))
-    rows: list[dict] = []
-    stage("eval", out / "eval" / "metrics.json",
-          lambda: rows.extend(evaluate(model, bench / "test.jsonl", out / "eval", text_only=text_only, console=console)))
-    if not rows:
-        rows = json.loads((out / "eval" / "metrics.json").read_text())
-    _save_timings(out, timings)
-    print_ecg_results(rows, console)
-    console.print(f"report: {out / 'eval' / 'report.md'}")
-    return rows
+    return _evaluate_and_report(stage, evaluate, model, text_only, bench, out, timings, print_ecg_results, console)
 
 
 def print_ecg_results(rows: list[dict], console: Console) -> None:

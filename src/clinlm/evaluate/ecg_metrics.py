@@ -76,16 +76,9 @@ def _closed(rows, facts, yes_probs):
     findings = np.array([r["answer"]["finding"] for r in rows], dtype=object)
     flags = [{"parsed": p != UNPARSEABLE, "accuracy": bool(p == t), "label": t, "predicted": p, "finding": k}
              for t, p, k in zip(y_true, y_pred, findings)]
-    metrics = [
-        stats_metric("accuracy", stats.accuracy, (y_true, y_pred)),
-        stats_metric("balanced_accuracy", stats.balanced_accuracy, (y_true, y_pred)),
-        stats_metric("f1", stats.binary_f1, (y_true, y_pred)),
-    ]
-    if yes_probs is not None:
-        scores = np.array([np.nan if p is None else float(p) for p in yes_probs], dtype=np.float64)
-        mask = np.isin(y_true, ["yes", "no"]) & np.isfinite(scores)
-        if mask.any():
-            metrics.append(stats_metric("auroc", stats.auroc, (y_true, y_pred, scores), mask))
+    from clinlm.evaluate.metrics import yes_no_metrics  # metrics.py imports this module lazily too
+
+    metrics = yes_no_metrics(y_true, y_pred, yes_probs)
     af = findings == "af"
     if af.any():
         metrics.append(stats_metric("af_accuracy", stats.accuracy, (y_true, y_pred), af))

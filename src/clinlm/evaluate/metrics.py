@@ -186,6 +186,13 @@ def _score_binary(rows, facts, yes_probs):
     y_pred = np.array([_binary_prediction(f, r["answer"]["finding"]) for r, f in zip(rows, facts)], dtype=object)
     flags = [{"parsed": p != UNPARSEABLE, "accuracy": bool(p == t), "label": t, "predicted": p, "finding": r["answer"]["finding"]}
              for r, t, p in zip(rows, y_true, y_pred)]
+    return flags, yes_no_metrics(y_true, y_pred, yes_probs)
+
+
+def yes_no_metrics(y_true: np.ndarray, y_pred: np.ndarray, yes_probs: Sequence[float | None] | None) -> list[Metric]:
+    """Accuracy, balanced accuracy, F1 and (with P(yes) per row) AUROC of yes/no questions.
+
+    Shared by the auscultation binary task and the ECG closed questions."""
     metrics = [
         Metric("accuracy", stats.accuracy, (y_true, y_pred)),
         Metric("balanced_accuracy", stats.balanced_accuracy, (y_true, y_pred)),
@@ -196,7 +203,7 @@ def _score_binary(rows, facts, yes_probs):
         mask = np.isin(y_true, ["yes", "no"]) & np.isfinite(scores)
         if mask.any():
             metrics.append(Metric("auroc", stats.auroc, (y_true, y_pred, scores), mask))
-    return flags, metrics
+    return metrics
 
 
 def _event_set(types) -> frozenset:
