@@ -10,6 +10,8 @@
       vision_tower_size: small    # built-in vision tower preset
       projector: mlp              # linear | mlp (one projector per media kind)
       num_audio_tokens: 8         # prefix tokens per recording / ECG / image
+      finding_tokens: false       # true: + one prefix token per finding of the audio tower's findings head
+                                  # (an encoder folder from the tower warm-up; models/projector.py)
       num_ecg_tokens: 8
       num_image_tokens: 8
       language_model: small       # LM preset (tiny | small) | /local/causal/lm
@@ -48,7 +50,7 @@ from clinlm.signals.features import FEATURES_FILE, AudioFeatures, FeatureConfig
 from clinlm.signals.image_features import IMAGE_FEATURES_FILE, ImageFeatureConfig, ImageFeatures
 
 MODEL_KEYS = {
-    "audio_tower", "tower_size", "projector", "num_audio_tokens", "language_model", "lora", "freeze",
+    "audio_tower", "tower_size", "projector", "num_audio_tokens", "finding_tokens", "language_model", "lora", "freeze",
     "ecg_tower", "ecg_tower_size", "num_ecg_tokens", "vision_tower", "vision_tower_size", "num_image_tokens",
 }
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules"}
@@ -148,11 +150,13 @@ def build_model(
     ecg_tower, ecg_spec, ecg_features = _ecg_part(model_cfg, ecg_cfg, train_rows, prep)
     vision_tower, vision_spec, image_features = _vision_part(model_cfg, image_cfg, train_rows, prep)
 
+    finding_tokens = _finding_tokens(model_cfg, spec)
     config = ClinConfig(
         lm_config=lm.config.to_dict(),
         audio_tower=spec,
         projector=str(model_cfg.get("projector", "mlp")),
-        num_audio_tokens=int(model_cfg.get("num_audio_tokens", 8)),
+        num_audio_tokens=int(model_cfg.get("num_audio_tokens", 8)) + finding_tokens,
+        audio_finding_tokens=finding_tokens,
         audio_token_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
         lora=lora_kwargs(model_cfg.get("lora")),
         ecg_tower=ecg_spec,
@@ -169,6 +173,18 @@ def build_model(
     model.features = features
     model.media_features = {k: f for k, f in (("audio", features), ("ecg", ecg_features), ("image", image_features)) if f is not None}
     return model
+
+
+def _finding_tokens(model_cfg: dict[str, Any], spec: dict[str, Any] | None) -> int:
+    """How many finding tokens `model.finding_tokens: true` adds: one per finding of the tower's head."""
+    if not model_cfg.get("finding_tokens") or spec is None:
+        return 0
+    findings = spec.get("findings") or []
+    if not findings:
+        raise ValueError("model.finding_tokens=true needs an audio tower with a findings head: an encoder folder written "
+                         "by the tower warm-up (train/tower_warmup.py, as `clinlm quickstart` makes in OUT/encoder); "
+                         f"this tower ({spec.get('type')}) has none. Set model.finding_tokens=false")
+    return len(findings)
 
 
 def _media_paths(rows: list[dict[str, Any]], key: str) -> list[str]:

@@ -51,7 +51,8 @@ class ClinConfig(PretrainedConfig):
         lm_config: dict[str, Any] | None = None,  # the LM's own config.to_dict() (with model_type)
         audio_tower: dict[str, Any] | None = None,  # tower spec (audio_tower.py); None = text-only
         projector: str = "mlp",  # "linear" | "mlp"
-        num_audio_tokens: int = 8,  # prefix tokens per recording
+        num_audio_tokens: int = 8,  # prefix tokens per recording (time tokens + finding tokens)
+        audio_finding_tokens: int = 0,  # of which one per finding of the tower's findings head (projector.py)
         audio_token_id: int | None = None,
         lora: dict[str, Any] | None = None,  # peft LoraConfig kwargs; None = no LoRA
         ecg_tower: dict[str, Any] | None = None,  # ECG tower spec (ecg_tower.py); None = no ECG input
@@ -66,6 +67,7 @@ class ClinConfig(PretrainedConfig):
         self.audio_tower = audio_tower
         self.projector = projector
         self.num_audio_tokens = num_audio_tokens
+        self.audio_finding_tokens = audio_finding_tokens
         self.audio_token_id = audio_token_id
         self.lora = lora
         self.ecg_tower = ecg_tower
@@ -113,7 +115,9 @@ class ClinModel(PreTrainedModel):
             if tower is None:
                 tower = BUILDERS[kind.name](spec)
             setattr(self, kind.tower, tower)
-            projector = AudioProjector(tower.hidden_size, lm.config.hidden_size, getattr(config, kind.num_tokens_key), config.projector)
+            findings = int(getattr(config, "audio_finding_tokens", 0) or 0) if kind.name == "audio" else 0
+            projector = AudioProjector(tower.hidden_size, lm.config.hidden_size, getattr(config, kind.num_tokens_key) - findings,
+                                       config.projector, findings=findings)
             with torch.no_grad():  # media tokens start at the size of text tokens (per-dimension std)
                 projector.norm.weight.fill_(float(lm.get_input_embeddings().weight.std()))
             setattr(self, kind.projector, projector)

@@ -18,7 +18,7 @@ from torch import nn
 
 
 class AudioProjector(nn.Module):
-    def __init__(self, audio_size: int, lm_size: int, num_tokens: int, kind: str = "mlp"):
+    def __init__(self, audio_size: int, lm_size: int, num_tokens: int, kind: str = "mlp", findings: int = 0):
         super().__init__()
         if kind not in ("linear", "mlp"):
             raise ValueError(f"model.projector must be 'linear' or 'mlp', not {kind!r}")
@@ -29,6 +29,12 @@ class AudioProjector(nn.Module):
             self.net = nn.Linear(2 * audio_size, lm_size)
         else:
             self.net = nn.Sequential(nn.Linear(2 * audio_size, lm_size), nn.GELU(), nn.Linear(lm_size, lm_size))
+        self.findings = int(findings)
+        if self.findings:
+            if self.findings >= audio_size:
+                raise ValueError(f"{self.findings} finding tokens need a tower with more than {self.findings} output channels")
+            self.finding_slots = nn.Parameter(torch.randn(self.findings, lm_size) * 0.02)  # (K, d_lm)
+            self.finding_directions = nn.Parameter(torch.randn(self.findings, 2, lm_size) * 0.02)  # (K, [max, mean], d_lm)
         # Normalised output at the scale of the LM's token embeddings (ClinModel sets the gain).
         self.norm = nn.LayerNorm(lm_size)
 
@@ -37,4 +43,10 @@ class AudioProjector(nn.Module):
         avg = nn.functional.adaptive_avg_pool1d(h, self.num_tokens)  # (batch, d_audio, num_tokens)
         peak = nn.functional.adaptive_max_pool1d(h, self.num_tokens)
         pooled = torch.cat([avg, peak], dim=1).transpose(1, 2)  # (batch, num_tokens, 2 * d_audio)
-        return self.norm(self.net(pooled))  # (batch, num_tokens, d_lm)
+        tokens = self.net(pooled)  # (batch, num_tokens, d_lm)
+        if self.findings:
+            probs = hidden[..., -self.findings:]  # (batch, frames', K): the findings head's sigmoid outputs
+            summary = torch.stack([probs.amax(dim=1), probs.mean(dim=1)], dim=-1)  # (batch, K, 2)
+            finding_tokens = self.finding_slots + torch.einsum("bks,ksd->bkd", summary, self.finding_directions)
+            tokens = torch.cat([tokens, finding_tokens], dim=1)  # (batch, num_tokens + K, d_lm)
+        return self.norm(tokens)

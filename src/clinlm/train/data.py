@@ -72,3 +72,21 @@ def read_rows(path: str | Path, tasks: list[str] | None = None) -> list[dict[str
             if tasks is None or row.get("task") in tasks:
                 rows.append(row)
     return rows
+
+
+def repeat_rows(rows: list[dict[str, Any]], repeat: dict[str, int] | None) -> list[dict[str, Any]]:
+    """Rows of the tasks in `repeat` ({task: n}) n times each (the others once): a mixing weight.
+
+    The sampler shuffles every epoch, so the copies are spread over the epoch. Used for the binary
+    questions, whose yes/no decision is one token of a short answer: on the simulator an SFT model
+    reached 0.93 binary accuracy after ~37,000 binary rows, but answered crackle questions from the
+    wheeze evidence after the ~18,000 that ten epochs of the plain mixture gave (benchmarks/RESULTS.md)."""
+    if not repeat:
+        return rows
+    bad = {t: n for t, n in repeat.items() if not isinstance(n, int) or isinstance(n, bool) or n < 1}
+    if bad:
+        raise ValueError(f"data.repeat takes {{task: whole number >= 1}}, got {bad}")
+    out = []
+    for row in rows:
+        out.extend([row] * repeat.get(row.get("task"), 1))
+    return out

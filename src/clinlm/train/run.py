@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 SECTIONS = ("data", "features", "model", "train")
-DATA_KEYS = {"train", "val", "tasks"}
+DATA_KEYS = {"train", "val", "tasks", "repeat"}
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def train_from_config(config_path: str | Path, overrides: list[str] | None = Non
 
     from clinlm.models.build import build_model
     from clinlm.models.checkpoint import save_checkpoint
-    from clinlm.train.data import read_rows
+    from clinlm.train.data import read_rows, repeat_rows
     from clinlm.train.sft import run_sft
 
     cfg = load_config(config_path, overrides)
@@ -96,7 +96,7 @@ def train_from_config(config_path: str | Path, overrides: list[str] | None = Non
     out.mkdir(parents=True, exist_ok=True)
 
     tasks = data.get("tasks")
-    train_rows = read_rows(data["train"], tasks=tasks)
+    train_rows = repeat_rows(read_rows(data["train"], tasks=tasks), data.get("repeat"))
     val_rows = read_rows(data["val"], tasks=tasks) if data.get("val") else None
     if not train_rows:
         raise ValueError(f"{data['train']} has no rows{f' for tasks {tasks}' if tasks else ''}")

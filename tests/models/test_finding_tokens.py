@@ -1,0 +1,78 @@
+"""Finding tokens: one prefix token per finding of a warmed-up tower's head, read from that finding only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from clinlm_toys import TINY_FEATURES, tiny_model_cfg, write_toy_bench
+
+from clinlm.models.audio_tower import build_audio_tower
+from clinlm.models.build import build_model
+from clinlm.models.checkpoint import load_checkpoint, save_checkpoint
+from clinlm.models.encoder_folder import save_encoder_folder
+from clinlm.models.projector import AudioProjector
+from clinlm.signals.features import AudioFeatures, FeatureConfig
+from clinlm.train.data import read_rows
+from clinlm.train.sft import collator_for, encode_rows
+
+FINDINGS = ["murmur", "crackle", "wheeze", "abnormal"]
+
+
+def test_each_finding_token_moves_with_its_own_finding_only():
+    torch.manual_seed(0)
+    proj = AudioProjector(audio_size=10, lm_size=16, num_tokens=3, kind="mlp", findings=4)
+    hidden = torch.rand(2, 20, 10)  # (batch, frames', d_tower): the last 4 channels are probabilities
+    out = proj(hidden)
+    assert out.shape == (2, 3 + 4, 16)
+    raised = hidden.clone()
+    raised[:, :, -4 + 1] = 1.0  # crackle probability 1 in every frame
+    moved = (proj(raised) - out).abs().amax(dim=-1)  # (batch, tokens)
+    finding_moved = moved[:, 3:]
+    assert (finding_moved[:, 1] > 1e-3).all()  # the crackle token changed ...
+    assert torch.allclose(finding_moved[:, [0, 2, 3]], torch.zeros(2, 3))  # ... the other finding tokens did not
+
+
+def test_projector_without_findings_is_unchanged():
+    proj = AudioProjector(audio_size=10, lm_size=16, num_tokens=3)
+    assert proj(torch.rand(2, 20, 10)).shape == (2, 3, 16) and not hasattr(proj, "finding_slots")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    return write_toy_bench(tmp_path_factory.mktemp("bench"), n_patients=12)
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory, bench):
+    """An encoder folder like the tower warm-up's: a built-in tower with a findings head."""
+    rows = read_rows(bench["train"])
+    fc = FeatureConfig.from_dict({**TINY_FEATURES, "kind": "logmel"})
+    AudioFeatures(fc).fit(p for r in rows for p in r.get("audios") or [])
+    spec = {"type": "conv", "n_mels": fc.num_channels, "channels": 8, "layers": 2, "skip": True, "findings": FINDINGS}
+    torch.manual_seed(0)
+    return save_encoder_folder(tmp_path_factory.mktemp("enc") / "encoder", build_audio_tower(spec), spec, fc)
+
+
+def test_model_with_finding_tokens_fills_every_slot_and_round_trips(bench, encoder, tmp_path):
+    rows = read_rows(bench["train"])
+    model = build_model(tiny_model_cfg(audio_tower=str(encoder), num_audio_tokens=2, finding_tokens=True), TINY_FEATURES, rows)
+    assert model.config.num_audio_tokens == 2 + len(FINDINGS) and model.config.audio_finding_tokens == len(FINDINGS)
+    ds, _ = encode_rows(rows, model, max_length=512)
+    batch = collator_for(model)([ds[i] for i in range(4)])
+    # every <audio> placeholder was expanded to time tokens + finding tokens
+    n_audios = batch["audio_features"].shape[0]
+    assert int((batch["input_ids"] == model.config.audio_token_id).sum()) == n_audios * (2 + len(FINDINGS))
+    model.eval()
+    with torch.no_grad():
+        logits = model(**batch).logits
+    ckpt = save_checkpoint(model, model.tokenizer, model.features.cfg, {"model": {}}, tmp_path / "ckpt")
+    again = load_checkpoint(ckpt)
+    again.eval()
+    with torch.no_grad():
+        assert torch.allclose(again(**batch).logits, logits, atol=1e-5)
+
+
+def test_finding_tokens_need_a_findings_head(bench):
+    rows = read_rows(bench["train"])
+    with pytest.raises(ValueError, match="findings head"):
+        build_model(tiny_model_cfg(finding_tokens=True), TINY_FEATURES, rows)
