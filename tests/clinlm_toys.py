@@ -219,3 +219,28 @@ def shipped_configs() -> list[Path]:
 
 def load_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
+
+
+IMPRESSION_FINDINGS = [
+    ("The heart is normal in size. The lungs are clear.", "No acute cardiopulmonary abnormality."),
+    ("Large right pleural effusion. The heart is normal.", "Right pleural effusion."),
+    ("The heart is enlarged. Mild pulmonary edema.", "Cardiomegaly with mild edema."),
+    ("Left lower lobe opacity, likely pneumonia.", "Left lower lobe pneumonia."),
+]
+
+
+def write_impression_bench(folder: Path) -> dict[str, Path]:
+    """A toy findings -> impression bench: root/{train,val,test}.jsonl, test findings copied from training."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, n in (("train", 12), ("val", 4), ("test", 4)):
+        rows = []
+        for i in range(n):
+            f, imp = IMPRESSION_FINDINGS[i % len(IMPRESSION_FINDINGS)]
+            rows.append({"messages": [{"role": "user", "content": f"Summarise the findings into an impression.\n\nFINDINGS: {f}"},
+                                      {"role": "assistant", "content": imp}],
+                         "audios": [], "task": "impression", "record_ids": [f"toy/{split}{i}"], "patient_id": f"toy/{split}{i}",
+                         "dataset": "toy", "split": split, "answer": {"impression": imp}})
+        out[split] = folder / f"{split}.jsonl"
+        out[split].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out

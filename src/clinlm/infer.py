@@ -89,6 +89,43 @@ def yes_probability(model, rows: list[dict[str, Any]], batch_size: int = 16) -> 
     return out
 
 
+@torch.no_grad()
+def answer_logprob(model, rows: list[dict[str, Any]], answers: list[str], batch_size: int = 16) -> list[float]:
+    """Mean log-probability per token of `answers[i]` as the assistant's reply to `rows[i]`'s prompt.
+
+    The model's own judgement of a candidate answer, e.g. to choose between what it generated and
+    the impressions of similar reports (`clinlm.evaluate.impression_run`). Length-normalised, so a
+    short answer is not preferred for being short."""
+    from clinlm.train.collator import encode_row
+    from clinlm.train.sft import collator_for
+
+    if len(rows) != len(answers):
+        raise ValueError(f"{len(rows)} rows but {len(answers)} answers")
+    model.eval()
+    counts = tokens_per_item(model)
+    items = []
+    for row, answer in zip(rows, answers):
+        msgs = [dict(m) for m in row["messages"]]
+        if msgs and msgs[-1]["role"] == "assistant":
+            msgs = msgs[:-1]
+        items.append(encode_row({**row, "messages": msgs + [{"role": "assistant", "content": answer}]}, model.tokenizer, counts,
+                                text_only=not counts))
+    collate = collator_for(model)
+    device = next(model.parameters()).device
+    out = [0.0] * len(rows)
+    for start in range(0, len(items), batch_size):
+        batch = {k: v.to(device) for k, v in collate(items[start : start + batch_size]).items()}
+        labels = batch.pop("labels")
+        logits = model(**batch).logits[:, :-1].float()  # (batch, seq - 1, vocab): position t predicts t + 1
+        targets = labels[:, 1:]
+        scored = targets != -100
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (batch, seq - 1)
+        mean = (logp * scored).sum(1) / scored.sum(1).clamp(min=1)
+        for j, value in enumerate(mean.tolist()):
+            out[start + j] = value
+    return out
+
+
 _LOADED: dict[str, Any] = {}
 
 

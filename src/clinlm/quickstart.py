@@ -132,8 +132,11 @@ def run_quickstart(
     # `clinlm ask OUT/model` expects), the text-only baseline at OUT/text_only/model.
     audio_run, text_run = out, out / "text_only"
     model, text_only = audio_run / "model", text_run / "model"
+    # The warmed-up tower is kept fixed (its findings head already reads the labels; SFT only has to
+    # learn to read it) and its head gets one prefix token per finding (models/projector.py).
+    warmed = [f"model.audio_tower={encoder}", "model.finding_tokens=true", "model.freeze.audio_tower=true"]
     stage("train (audio model)", model / PROVENANCE_FILE,
-          lambda: train_from_config(_recipe(), overrides=common + [f"train.output_dir={audio_run}", f"model.audio_tower={encoder}"],
+          lambda: train_from_config(_recipe(), overrides=common + [f"train.output_dir={audio_run}", *warmed],
                                     resume=_resumable(audio_run), console=console))
     stage("train (text-only baseline)", text_only / PROVENANCE_FILE,
           lambda: train_from_config(_recipe(), overrides=common + [f"train.output_dir={text_run}", "model.audio_tower=none"], resume=_resumable(text_run), console=console))

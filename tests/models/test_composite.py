@@ -100,6 +100,22 @@ def test_loss_counts_assistant_tokens_only(rows):
     assert torch.allclose(loss, manual, atol=1e-5)
 
 
+def test_loss_on_labelled_positions_equals_the_lms_own_loss(rows):
+    # forward(labels=...) projects only the scored positions onto the vocabulary; the value must be
+    # the LM's full-logits loss, also with the Trainer's num_items_in_batch (gradient accumulation)
+    model = build_model(tiny_model_cfg(), TINY_FEATURES, rows).eval()
+    batch = batch_for(model, rows[:4])
+    embeds = model.embed(batch["input_ids"], batch["audio_features"])
+    positions = (batch["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
+    full = model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], position_ids=positions, labels=batch["labels"])
+    out = model(**batch)
+    assert torch.allclose(out.loss, full.loss, atol=1e-5)
+    n_scored = int((batch["labels"][:, 1:] != IGNORE).sum())
+    assert out.logits.shape == (n_scored, full.logits.shape[-1])  # only the scored positions were projected
+    halved = model(**batch, num_items_in_batch=torch.tensor(2 * n_scored))
+    assert torch.allclose(halved.loss, full.loss / 2, atol=1e-5)
+
+
 @pytest.mark.parametrize("lm_kind", ["qwen2", "llama"])
 def test_local_lm_with_lora_trains_only_adapter_and_projector(rows, tmp_path, lm_kind):
     folder = (make_qwen2_folder if lm_kind == "qwen2" else make_llama_folder)(tmp_path / lm_kind)

@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 
 import torch
-from clinlm_toys import REPO, make_llama_folder
+from clinlm_toys import REPO, make_llama_folder, write_impression_bench
 
 import clinlm
 from clinlm.infer import generate
@@ -16,28 +16,7 @@ from clinlm.train.data import read_rows
 from clinlm.train.run import load_config, train_from_config
 
 RECIPE = REPO / "configs" / "radiology_impression.yaml"
-FINDINGS = [
-    ("The heart is normal in size. The lungs are clear.", "No acute cardiopulmonary abnormality."),
-    ("Large right pleural effusion. The heart is normal.", "Right pleural effusion."),
-    ("The heart is enlarged. Mild pulmonary edema.", "Cardiomegaly with mild edema."),
-    ("Left lower lobe opacity, likely pneumonia.", "Left lower lobe pneumonia."),
-]
-
-
-def _bench(folder: Path) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for split, n in (("train", 12), ("val", 4), ("test", 4)):
-        rows = []
-        for i in range(n):
-            f, imp = FINDINGS[i % len(FINDINGS)]
-            rows.append({"messages": [{"role": "user", "content": f"Summarise the findings into an impression.\n\nFINDINGS: {f}"},
-                                      {"role": "assistant", "content": imp}],
-                         "audios": [], "task": "impression", "record_ids": [f"toy/{split}{i}"], "patient_id": f"toy/{split}{i}",
-                         "dataset": "toy", "split": split, "answer": {"impression": imp}})
-        out[split] = folder / f"{split}.jsonl"
-        out[split].write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return out
+_bench = write_impression_bench
 
 
 def _documented_lora_override() -> str:

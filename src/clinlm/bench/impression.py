@@ -71,6 +71,14 @@ def similar_block(similar: Sequence[str]) -> str:
     return f"\n\n{SIMILAR_HEADER}\n" + "\n".join(f"- {s.strip()}" for s in similar) if similar else ""
 
 
+def listed_similar(question: str) -> list[str]:
+    """The impressions of similar reports a prompt lists (what `similar_block` wrote), in order."""
+    if SIMILAR_HEADER not in question:
+        return []
+    tail = question.partition(SIMILAR_HEADER)[2]
+    return [line[2:].strip() for line in tail.strip().splitlines() if line.startswith("- ") and line[2:].strip()]
+
+
 def user_prompt(findings: str, phrasing: str = "", similar: Sequence[str] = ()) -> str:
     """The user turn: an optional instruction, "FINDINGS: <text>" (what `clinlm ask` also accepts),
     then the impressions of similar training reports when given."""

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from clinlm.bench.impression import augment_question
+from clinlm.bench.impression import augment_question, listed_similar
 from clinlm.evaluate.impression import (
     BASELINES,
     METRICS,
@@ -78,7 +78,14 @@ def evaluate_impression_file(
     train_rows = [r for r in read_rows(train_path) if r.get("task") == "impression"]
 
     predictions: dict[str, list[str]] = {}
-    predictions["model"], _ = run_model(Path(checkpoint), with_similar(checkpoint, rows), batch_size, max_new_tokens, None, "model")
+    prompted = with_similar(checkpoint, rows)
+    greedy, _ = run_model(Path(checkpoint), prompted, batch_size, max_new_tokens, None, "model")
+    if any(listed_similar(user_turn(r)) for r in prompted):
+        with console.status("model: choosing between its impression and the similar reports' (its own likelihood)"):
+            predictions["model"] = choose_by_likelihood(Path(checkpoint), prompted, greedy, batch_size)
+        predictions["model_greedy"] = greedy
+    else:
+        predictions["model"] = greedy
     if text_only is not None:
         predictions["text_only"], _ = run_model(Path(text_only), with_similar(text_only, rows), batch_size, max_new_tokens, None, "text-only")
     with console.status("baselines (most frequent, TF-IDF and MiniLM retrieval) and scoring"):
@@ -108,6 +115,32 @@ def evaluate_impression_file(
     return metric_rows
 
 
+def user_turn(row: dict[str, Any]) -> str:
+    return next((m["content"] for m in row["messages"] if m["role"] == "user"), "")
+
+
+def choose_by_likelihood(checkpoint: Path, rows: Sequence[dict[str, Any]], generated: Sequence[str], batch_size: int = 16) -> list[str]:
+    """Per row, the candidate the model itself finds most likely (mean token log-probability given
+    the prompt) among its generated impression and the similar reports' impressions the prompt lists.
+
+    Greedy decoding commits to one token at a time; a retrieval-augmented model also has whole
+    candidate impressions in front of it, and scoring each one under the model (rerank, as in
+    retrieve-and-rerank pipelines) lets it take a retrieved impression when that fits the findings
+    better than its own continuation. The choice uses only the prompt and the model: no reference."""
+    import clinlm
+    from clinlm.infer import answer_logprob
+
+    model = clinlm.load(checkpoint)
+    candidates = [list(dict.fromkeys([g, *listed_similar(user_turn(r))])) for r, g in zip(rows, generated)]
+    flat = [(i, c) for i, cands in enumerate(candidates) for c in cands]
+    scores = answer_logprob(model, [rows[i] for i, _ in flat], [c for _, c in flat], batch_size=batch_size)
+    best: dict[int, tuple[float, str]] = {}
+    for (i, c), score in zip(flat, scores):
+        if i not in best or score > best[i][0]:
+            best[i] = (score, c)
+    return [best[i][1] for i in range(len(rows))]
+
+
 def with_similar(checkpoint: Path, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows whose prompt lists no similar reports get them from the checkpoint's index (a bench
     built with --split-all, or by hand); rows that list them, or a checkpoint without an index,
@@ -135,7 +168,9 @@ def render_report(metric_rows: Sequence[dict], records: Sequence[dict], info: di
 Model `{info['checkpoint']}` on `{info['data']}`: {info['rows']} rows ({n_abn} in the abnormal subset);
 baselines retrieve from `{info['train']}` ({info['train_rows']} rows). 95% CIs: bootstrap over patients
 (for IU/OpenI, studies), {info['n_boot']} replicates, seed {info['seed']}. Greedy decoding, at most
-{info['max_new_tokens']} new tokens.
+{info['max_new_tokens']} new tokens. With a retrieval-augmented prompt, `model` is the candidate the
+model itself scores highest (mean token log-probability) among its greedy impression
+(`model_greedy`) and the similar reports' impressions listed in the prompt; no reference is used.
 
 ## All rows
 

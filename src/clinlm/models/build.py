@@ -50,7 +50,7 @@ from clinlm.signals.features import FEATURES_FILE, AudioFeatures, FeatureConfig
 from clinlm.signals.image_features import IMAGE_FEATURES_FILE, ImageFeatureConfig, ImageFeatures
 
 MODEL_KEYS = {
-    "audio_tower", "tower_size", "projector", "num_audio_tokens", "finding_tokens", "language_model", "lora", "freeze",
+    "audio_tower", "tower_size", "projector", "num_audio_tokens", "finding_tokens", "finding_words", "language_model", "lora", "freeze",
     "ecg_tower", "ecg_tower_size", "num_ecg_tokens", "vision_tower", "vision_tower_size", "num_image_tokens",
 }
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules"}
@@ -157,6 +157,8 @@ def build_model(
         projector=str(model_cfg.get("projector", "mlp")),
         num_audio_tokens=int(model_cfg.get("num_audio_tokens", 8)) + finding_tokens,
         audio_finding_tokens=finding_tokens,
+        audio_finding_word_ids=[tokenizer(" " + name, add_special_tokens=False)["input_ids"] for name in spec["findings"]]
+        if finding_tokens and model_cfg.get("finding_words", True) else None,
         audio_token_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
         lora=lora_kwargs(model_cfg.get("lora")),
         ecg_tower=ecg_spec,

@@ -27,6 +27,7 @@ removed" baseline. Configs written before ECG and images existed (audio keys onl
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -53,6 +54,7 @@ class ClinConfig(PretrainedConfig):
         projector: str = "mlp",  # "linear" | "mlp"
         num_audio_tokens: int = 8,  # prefix tokens per recording (time tokens + finding tokens)
         audio_finding_tokens: int = 0,  # of which one per finding of the tower's findings head (projector.py)
+        audio_finding_word_ids: list[list[int]] | None = None,  # token ids of each finding's name, added to its token
         audio_token_id: int | None = None,
         lora: dict[str, Any] | None = None,  # peft LoraConfig kwargs; None = no LoRA
         ecg_tower: dict[str, Any] | None = None,  # ECG tower spec (ecg_tower.py); None = no ECG input
@@ -68,6 +70,7 @@ class ClinConfig(PretrainedConfig):
         self.projector = projector
         self.num_audio_tokens = num_audio_tokens
         self.audio_finding_tokens = audio_finding_tokens
+        self.audio_finding_word_ids = audio_finding_word_ids
         self.audio_token_id = audio_token_id
         self.lora = lora
         self.ecg_tower = ecg_tower
@@ -147,7 +150,16 @@ class ClinModel(PreTrainedModel):
         tower = getattr(self, k.tower)
         first = next(tower.parameters())
         hidden = tower(features.to(first.device, first.dtype))  # (n_items, frames', d_tower)
-        return getattr(self, k.projector)(hidden)
+        tokens = getattr(self, k.projector)(hidden)  # (n_items, N, hidden)
+        words = getattr(self.config, "audio_finding_word_ids", None) if kind == "audio" else None
+        if words:
+            # Each finding token also carries the embedding of its finding's name (" crackle"): the
+            # question's word and the token that answers it then start out alike, which is what
+            # lets attention pair them (projector.py).
+            emb = self.get_input_embeddings()
+            names = torch.stack([emb(torch.tensor(ids, device=tokens.device)).mean(0) for ids in words])  # (K, hidden)
+            tokens = torch.cat([tokens[:, : -len(words)], tokens[:, -len(words):] + names.to(tokens.dtype)], dim=1)
+        return tokens
 
     def encode_audio(self, audio_features: torch.Tensor) -> torch.Tensor:
         """(n_audios, *feature shape) -> (n_audios, num_audio_tokens, hidden)."""
@@ -206,9 +218,40 @@ class ClinModel(PreTrainedModel):
             # right-padded rows (training) see the same positions.
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         embeds = self.embed(input_ids, audio_features, ecg_features, pixel_values)
+        if labels is not None and self._lm_keeps_logits():
+            return self._loss_on_labelled_positions(embeds, attention_mask, position_ids, labels, **kwargs)
         return self.language_model(
             inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, labels=labels, **kwargs
         )
+
+    def _lm_keeps_logits(self) -> bool:
+        """Whether the LM's forward takes `logits_to_keep` (transformers' causal LMs do)."""
+        if not hasattr(self, "_keeps_logits"):
+            base = self.language_model.get_base_model() if self.config.lora else self.language_model
+            self._keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
+        return self._keeps_logits
+
+    def _loss_on_labelled_positions(self, embeds, attention_mask, position_ids, labels, **kwargs):
+        """The causal-LM loss with the vocabulary projection only where a next token is scored.
+
+        The loss reads the logits at positions t with labels[t + 1] != IGNORE (the assistant's
+        tokens); projecting every prompt position onto the vocabulary as well cost ~10% of an SFT
+        step on CPU for nothing. Same value as the LM's own loss (tests/models/test_composite.py),
+        including the Trainer's `num_items_in_batch` normalisation under gradient accumulation.
+        Returned logits: (n_scored_positions, vocab), the kept positions only.
+        """
+        keep = torch.zeros_like(labels, dtype=torch.bool)  # (batch, seq)
+        keep[:, :-1] = labels[:, 1:] != -100
+        targets = labels[:, 1:][keep[:, :-1]]  # (n_scored,)
+        num_items = kwargs.pop("num_items_in_batch", None)
+        out = self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
+                                  logits_to_keep=keep, **kwargs)
+        total = nn.functional.cross_entropy(out.logits.float(), targets, reduction="sum")
+        denominator = num_items if num_items is not None else targets.numel()
+        if torch.is_tensor(denominator):
+            denominator = denominator.to(total.device)
+        out.loss = total / denominator
+        return out
 
     # --- freezing ---------------------------------------------------------------------------
     def freeze(self, parts: dict[str, bool]) -> None:
