@@ -211,15 +211,17 @@ class ClinModel(PreTrainedModel):
         position_ids: torch.Tensor | None = None,
         ecg_features: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
+        loss_weights: torch.Tensor | None = None,
         **kwargs: Any,
     ):
+        """`loss_weights` (batch,): multiplies each row's token losses (train.task_loss_weights)."""
         if position_ids is None and attention_mask is not None:
             # Count positions from the first real token, so left-padded rows (generation) and
             # right-padded rows (training) see the same positions.
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         embeds = self.embed(input_ids, audio_features, ecg_features, pixel_values)
-        if labels is not None and self._lm_keeps_logits():
-            return self._loss_on_labelled_positions(embeds, attention_mask, position_ids, labels, **kwargs)
+        if labels is not None and (loss_weights is not None or self._lm_keeps_logits()):
+            return self._loss_on_labelled_positions(embeds, attention_mask, position_ids, labels, loss_weights, **kwargs)
         return self.language_model(
             inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, labels=labels, **kwargs
         )
@@ -231,7 +233,7 @@ class ClinModel(PreTrainedModel):
             self._keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
         return self._keeps_logits
 
-    def _loss_on_labelled_positions(self, embeds, attention_mask, position_ids, labels, **kwargs):
+    def _loss_on_labelled_positions(self, embeds, attention_mask, position_ids, labels, loss_weights=None, **kwargs):
         """The causal-LM loss with the vocabulary projection only where a next token is scored.
 
         The loss reads the logits at positions t with labels[t + 1] != IGNORE (the assistant's
@@ -239,14 +241,26 @@ class ClinModel(PreTrainedModel):
         step on CPU for nothing. Same value as the LM's own loss (tests/models/test_composite.py),
         including the Trainer's `num_items_in_batch` normalisation under gradient accumulation.
         Returned logits: (n_scored_positions, vocab), the kept positions only.
+
+        `loss_weights` (batch,) multiplies every token loss of its row; the denominator stays the
+        number of scored tokens, so a weight of 3 counts a row's tokens as if it appeared 3 times.
+        An LM without `logits_to_keep` projects every position and the scored ones are picked after.
         """
         keep = torch.zeros_like(labels, dtype=torch.bool)  # (batch, seq)
         keep[:, :-1] = labels[:, 1:] != -100
         targets = labels[:, 1:][keep[:, :-1]]  # (n_scored,)
         num_items = kwargs.pop("num_items_in_batch", None)
-        out = self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
-                                  logits_to_keep=keep, **kwargs)
-        total = nn.functional.cross_entropy(out.logits.float(), targets, reduction="sum")
+        if self._lm_keeps_logits():
+            out = self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
+                                      logits_to_keep=keep, **kwargs)
+        else:
+            out = self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+            out.logits = out.logits[keep]  # (n_scored, vocab)
+        token_loss = nn.functional.cross_entropy(out.logits.float(), targets, reduction="none")  # (n_scored,)
+        if loss_weights is not None:
+            row_of_token = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(keep)[keep]
+            token_loss = token_loss * loss_weights.to(token_loss.device, token_loss.dtype)[row_of_token]
+        total = token_loss.sum()
         denominator = num_items if num_items is not None else targets.numel()
         if torch.is_tensor(denominator):
             denominator = denominator.to(total.device)

@@ -134,8 +134,9 @@ class Collator:
 
     Batch: input_ids/attention_mask/labels (batch, seq); audio_features (n_audios, *feature shape),
     ecg_features (n_ecgs, samples, leads), pixel_values (n_images, 3, H, W), each absent when the
-    batch has none. Right padding for training, left for generation. The audio fields are the
-    audio-only interface; `media` holds the other kinds ({"ecg": MediaSlot, "image": MediaSlot}).
+    batch has none; loss_weights (batch,) when the items carry "loss_weight". Right padding for
+    training, left for generation. The audio fields are the audio-only interface; `media` holds
+    the other kinds ({"ecg": MediaSlot, "image": MediaSlot}).
     """
 
     pad_token_id: int
@@ -173,6 +174,8 @@ class Collator:
                         f"{slot.num_tokens} tokens each (does the tokenizer split '{kind.token}'?)"
                     )
         batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if any("loss_weight" in it for it in items):  # train.task_loss_weights: (batch,) per-row weights
+            batch["loss_weights"] = torch.tensor([float(it.get("loss_weight", 1.0)) for it in items])
         for kind in MEDIA.values():
             paths = [p for it in items for p in it.get(kind.rows_key) or []]
             if not paths:

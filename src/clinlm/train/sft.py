@@ -32,6 +32,7 @@ TRAIN_KEYS = {
     "output_dir", "seed", "epochs", "max_steps", "batch_size", "grad_accum", "lr", "weight_decay",
     "warmup", "scheduler", "max_length", "save_steps", "save_total_limit", "logging_steps", "max_grad_norm",
     "audio_lr_scale", "tower_warmup_epochs", "tower_warmup_lr",  # the last two: train/media_warmup.py, before SFT
+    "task_loss_weights",
 }
 
 
@@ -48,12 +49,32 @@ class EncodedRows(Dataset):
         return self.items[i]
 
 
-def encode_rows(rows: list[dict[str, Any]], model, max_length: int) -> tuple[EncodedRows, list[str]]:
-    """(dataset, skipped) where skipped names each row longer than max_length tokens."""
+def task_weights(weights: dict[str, float] | None) -> dict[str, float]:
+    """`train.task_loss_weights` checked: {task: weight > 0}."""
+    out = {}
+    for task, w in (weights or {}).items():
+        try:
+            out[str(task)] = float(w)
+        except (TypeError, ValueError):
+            raise ValueError(f"train.task_loss_weights.{task}={w!r} is not a number") from None
+        if not out[str(task)] > 0:
+            raise ValueError(f"train.task_loss_weights.{task}={w!r} must be > 0 (leave a task out with data.tasks instead)")
+    return out
+
+
+def encode_rows(rows: list[dict[str, Any]], model, max_length: int,
+                loss_weights: dict[str, float] | None = None) -> tuple[EncodedRows, list[str]]:
+    """(dataset, skipped) where skipped names each row longer than max_length tokens.
+
+    `loss_weights` ({task: weight}, others 1): each item then carries "loss_weight", which
+    multiplies the loss of every one of its answer tokens (the collator stacks them).
+    """
     counts = tokens_per_item(model)  # {kind: prefix tokens} of the media the model takes; {} = text-only
     items, skipped = [], []
     for row in rows:
         item = encode_row(row, model.tokenizer, counts, text_only=not counts)
+        if loss_weights:
+            item["loss_weight"] = loss_weights.get(row.get("task"), 1.0)
         if len(item["input_ids"]) > max_length:
             skipped.append(f"{item['row']}: {len(item['input_ids'])} tokens > train.max_length={max_length}")
             continue
@@ -180,7 +201,13 @@ def run_sft(
 ):
     """Train `model` in place (best validation-loss weights when there is a val set); returns the Trainer."""
     max_length = int(train_cfg.get("max_length", 512))
-    train_ds, skipped = encode_rows(train_rows, model, max_length)
+    # Task weights shape the training objective only; validation loss stays the plain token mean,
+    # comparable across recipes.
+    weights = task_weights(train_cfg.get("task_loss_weights"))
+    unknown = set(weights) - {r.get("task") for r in train_rows}
+    if unknown and console is not None:
+        console.print(f"[yellow]train.task_loss_weights names tasks with no training rows: {sorted(unknown)}[/]")
+    train_ds, skipped = encode_rows(train_rows, model, max_length, loss_weights=weights)
     val_ds, val_skipped = encode_rows(val_rows, model, max_length) if val_rows else (None, [])
     skipped += val_skipped
     if skipped:
