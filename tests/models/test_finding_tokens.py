@@ -32,6 +32,24 @@ def test_each_finding_token_moves_with_its_own_finding_only():
     assert torch.allclose(finding_moved[:, [0, 2, 3]], torch.zeros(2, 3))  # ... the other finding tokens did not
 
 
+def test_binned_finding_statistics_interpolate_between_learned_levels():
+    torch.manual_seed(0)
+    proj = AudioProjector(audio_size=6, lm_size=8, num_tokens=1, findings=2, finding_bins=5)  # levels at 0, .25, .5, .75, 1
+    assert proj.finding_levels.shape == (2, 2, 5, 8)
+    hidden = torch.zeros(1, 4, 6)
+    hidden[0, :, -2] = 0.5  # finding 0: max = mean = 0.5, exactly level 2
+    hidden[0, :, -1] = torch.tensor([0.0, 0.0, 0.0, 0.5])  # finding 1: max 0.5 (level 2), mean 0.125 (halfway 0 -> 1)
+    with torch.no_grad():
+        proj.norm = torch.nn.Identity()  # read the raw tokens
+        tokens = proj(hidden)[0, 1:]  # (K, d_lm)
+        levels, slots = proj.finding_levels, proj.finding_slots
+        assert torch.allclose(tokens[0], slots[0] + levels[0, 0, 2] + levels[0, 1, 2], atol=1e-6)
+        want = slots[1] + levels[1, 0, 2] + 0.5 * (levels[1, 1, 0] + levels[1, 1, 1])
+        assert torch.allclose(tokens[1], want, atol=1e-6)
+    with pytest.raises(ValueError, match="finding_bins"):
+        AudioProjector(audio_size=6, lm_size=8, num_tokens=1, findings=2, finding_bins=1)
+
+
 def test_projector_without_findings_is_unchanged():
     proj = AudioProjector(audio_size=10, lm_size=16, num_tokens=3)
     assert proj(torch.rand(2, 20, 10)).shape == (2, 3, 16) and not hasattr(proj, "finding_slots")
@@ -53,9 +71,12 @@ def encoder(tmp_path_factory, bench):
     return save_encoder_folder(tmp_path_factory.mktemp("enc") / "encoder", build_audio_tower(spec), spec, fc)
 
 
-def test_model_with_finding_tokens_fills_every_slot_and_round_trips(bench, encoder, tmp_path):
+@pytest.mark.parametrize("bins", [0, 6])
+def test_model_with_finding_tokens_fills_every_slot_and_round_trips(bench, encoder, tmp_path, bins):
     rows = read_rows(bench["train"])
-    model = build_model(tiny_model_cfg(audio_tower=str(encoder), num_audio_tokens=2, finding_tokens=True), TINY_FEATURES, rows)
+    model = build_model(tiny_model_cfg(audio_tower=str(encoder), num_audio_tokens=2, finding_tokens=True, finding_bins=bins),
+                        TINY_FEATURES, rows)
+    assert hasattr(model.multi_modal_projector, "finding_levels") == bool(bins)
     assert model.config.num_audio_tokens == 2 + len(FINDINGS) and model.config.audio_finding_tokens == len(FINDINGS)
     ds, _ = encode_rows(rows, model, max_length=512)
     batch = collator_for(model)([ds[i] for i in range(4)])

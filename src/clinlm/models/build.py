@@ -12,6 +12,7 @@
       num_audio_tokens: 8         # prefix tokens per recording / ECG / image
       finding_tokens: false       # true: + one prefix token per finding of the audio tower's findings head
                                   # (an encoder folder from the tower warm-up; models/projector.py)
+      finding_bins: 0             # 0: each finding statistic along a learned direction; B: over B learned levels
       num_ecg_tokens: 8
       num_image_tokens: 8
       language_model: small       # LM preset (tiny | small) | /local/causal/lm
@@ -50,7 +51,7 @@ from clinlm.signals.features import FEATURES_FILE, AudioFeatures, FeatureConfig
 from clinlm.signals.image_features import IMAGE_FEATURES_FILE, ImageFeatureConfig, ImageFeatures
 
 MODEL_KEYS = {
-    "audio_tower", "tower_size", "projector", "num_audio_tokens", "finding_tokens", "finding_words", "language_model", "lora", "freeze",
+    "audio_tower", "tower_size", "projector", "num_audio_tokens", "finding_tokens", "finding_words", "finding_bins", "language_model", "lora", "freeze",
     "ecg_tower", "ecg_tower_size", "num_ecg_tokens", "vision_tower", "vision_tower_size", "num_image_tokens",
 }
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules"}
@@ -159,6 +160,7 @@ def build_model(
         audio_finding_tokens=finding_tokens,
         audio_finding_word_ids=[tokenizer(" " + name, add_special_tokens=False)["input_ids"] for name in spec["findings"]]
         if finding_tokens and model_cfg.get("finding_words", True) else None,
+        audio_finding_bins=int(model_cfg.get("finding_bins") or 0) if finding_tokens else 0,
         audio_token_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
         lora=lora_kwargs(model_cfg.get("lora")),
         ecg_tower=ecg_spec,

@@ -55,6 +55,7 @@ class ClinConfig(PretrainedConfig):
         num_audio_tokens: int = 8,  # prefix tokens per recording (time tokens + finding tokens)
         audio_finding_tokens: int = 0,  # of which one per finding of the tower's findings head (projector.py)
         audio_finding_word_ids: list[list[int]] | None = None,  # token ids of each finding's name, added to its token
+        audio_finding_bins: int = 0,  # 0: finding statistics along learned directions; B: over B learned levels
         audio_token_id: int | None = None,
         lora: dict[str, Any] | None = None,  # peft LoraConfig kwargs; None = no LoRA
         ecg_tower: dict[str, Any] | None = None,  # ECG tower spec (ecg_tower.py); None = no ECG input
@@ -71,6 +72,7 @@ class ClinConfig(PretrainedConfig):
         self.num_audio_tokens = num_audio_tokens
         self.audio_finding_tokens = audio_finding_tokens
         self.audio_finding_word_ids = audio_finding_word_ids
+        self.audio_finding_bins = audio_finding_bins
         self.audio_token_id = audio_token_id
         self.lora = lora
         self.ecg_tower = ecg_tower
@@ -120,7 +122,8 @@ class ClinModel(PreTrainedModel):
             setattr(self, kind.tower, tower)
             findings = int(getattr(config, "audio_finding_tokens", 0) or 0) if kind.name == "audio" else 0
             projector = AudioProjector(tower.hidden_size, lm.config.hidden_size, getattr(config, kind.num_tokens_key) - findings,
-                                       config.projector, findings=findings)
+                                       config.projector, findings=findings,
+                                       finding_bins=int(getattr(config, "audio_finding_bins", 0) or 0) if findings else 0)
             with torch.no_grad():  # media tokens start at the size of text tokens (per-dimension std)
                 projector.norm.weight.fill_(float(lm.get_input_embeddings().weight.std()))
             setattr(self, kind.projector, projector)

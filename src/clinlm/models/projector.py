@@ -9,6 +9,15 @@ little of the time order survives. The average keeps what lasts (rhythm, a murmu
 beat); the maximum keeps what is brief (a 150 ms wheeze or a few 5 ms crackles in a 20 s
 recording), which an average over seconds washes out (on simulated wheezes a tower read through
 the average scored AUROC 0.57, through the maximum 0.85).
+
+Finding tokens (`findings=K`, a warmed-up tower whose last K channels are its findings head's
+per-frame probabilities): one more token per finding, built from that channel's maximum and mean
+over time. With `finding_bins=0` each statistic moves the token along a learned direction
+(slot + max * u + mean * v). With `finding_bins=B` each statistic is encoded piecewise-linearly
+over B learned level vectors at 0, 1/(B-1), ..., 1 (the numerical-feature embedding of Gorishniy et
+al., 2022): a murmur channel averaging 0.2 (no murmur) and 0.6 (murmur) then give the LM two
+different vectors to tell apart, where along one direction they differ by a small shift the LM
+must threshold precisely.
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ from torch import nn
 
 
 class AudioProjector(nn.Module):
-    def __init__(self, audio_size: int, lm_size: int, num_tokens: int, kind: str = "mlp", findings: int = 0):
+    def __init__(self, audio_size: int, lm_size: int, num_tokens: int, kind: str = "mlp", findings: int = 0,
+                 finding_bins: int = 0):
         super().__init__()
         if kind not in ("linear", "mlp"):
             raise ValueError(f"model.projector must be 'linear' or 'mlp', not {kind!r}")
@@ -34,7 +44,13 @@ class AudioProjector(nn.Module):
             if self.findings >= audio_size:
                 raise ValueError(f"{self.findings} finding tokens need a tower with more than {self.findings} output channels")
             self.finding_slots = nn.Parameter(torch.randn(self.findings, lm_size) * 0.02)  # (K, d_lm)
-            self.finding_directions = nn.Parameter(torch.randn(self.findings, 2, lm_size) * 0.02)  # (K, [max, mean], d_lm)
+            self.finding_bins = int(finding_bins)
+            if self.finding_bins == 1 or self.finding_bins < 0:
+                raise ValueError(f"model.finding_bins must be 0 (linear) or >= 2, not {finding_bins}")
+            if self.finding_bins:
+                self.finding_levels = nn.Parameter(torch.randn(self.findings, 2, self.finding_bins, lm_size) * 0.02)  # (K, [max, mean], B, d_lm)
+            else:
+                self.finding_directions = nn.Parameter(torch.randn(self.findings, 2, lm_size) * 0.02)  # (K, [max, mean], d_lm)
         # Normalised output at the scale of the LM's token embeddings (ClinModel sets the gain).
         self.norm = nn.LayerNorm(lm_size)
 
@@ -47,6 +63,12 @@ class AudioProjector(nn.Module):
         if self.findings:
             probs = hidden[..., -self.findings:]  # (batch, frames', K): the findings head's sigmoid outputs
             summary = torch.stack([probs.amax(dim=1), probs.mean(dim=1)], dim=-1)  # (batch, K, 2)
-            finding_tokens = self.finding_slots + torch.einsum("bks,ksd->bkd", summary, self.finding_directions)
+            if self.finding_bins:
+                levels = torch.arange(self.finding_bins, device=summary.device, dtype=summary.dtype)  # (B,)
+                # Triangular weights: each value splits between its two nearest levels.
+                weights = (1 - (summary.clamp(0, 1).unsqueeze(-1) * (self.finding_bins - 1) - levels).abs()).clamp(min=0)  # (batch, K, 2, B)
+                finding_tokens = self.finding_slots + torch.einsum("bksl,ksld->bkd", weights, self.finding_levels)
+            else:
+                finding_tokens = self.finding_slots + torch.einsum("bks,ksd->bkd", summary, self.finding_directions)
             tokens = torch.cat([tokens, finding_tokens], dim=1)  # (batch, num_tokens + K, d_lm)
         return self.norm(tokens)
