@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--quickstart", type=Path, help="an ECG quickstart folder to reuse (rec/ecg, bench, model, text_only/model)")
     ap.add_argument("--patients", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--benches-only", action="store_true", help="stop after the pictures and benches (for benchmarks/ecg_image_tower.py)")
     ap.add_argument("--override", action="append", default=[], help="extra key=value for the image model's training")
     args = ap.parse_args()
     console, out, qs = Console(), args.out, args.quickstart
@@ -91,6 +92,9 @@ def main() -> None:
     stage("render photos", out / "photos" / "records.parquet", lambda: render_records(rec, out / "photos", augment="photo", seed=args.seed))
     stage("bench photo", photo / "test.jsonl", lambda: build_bench([out / "photos"], photo, seed=args.seed, tasks=list(ECG_TASKS), media="image"))
     stage("mix clean/photo training rows", mixed / "train.jsonl", lambda: _mixed(clean, photo, mixed))
+    if args.benches_only:
+        console.print(json.dumps(times, indent=1))
+        return
 
     recipe = _recipe(ECG_RECIPE)
     model, text_only = (qs / "model", qs / "text_only" / "model") if qs else (out / "signal" / "model", out / "text_only" / "model")

@@ -214,3 +214,19 @@ def test_ask_with_an_ecg_record_and_an_image(ckpt, bench):
     assert res.exit_code == 2 and "no audio_tower" in res.output
     res = runner.invoke(app, ["ask", str(ckpt), "--ecg", str(bench / "missing"), "Is this AF?"])
     assert res.exit_code == 2 and "not found" in res.output
+
+
+def test_columns_vision_tower_and_min_filter_train_and_travel_with_the_checkpoint(bench, tmp_path):
+    from clinlm.models.vision_tower import ConvColumnEncoder
+
+    over = tiny_ecg_overrides(bench, tmp_path / "run", vision=True) + [
+        "model.vision_tower_size=columns", "features.image.size=[32, 64]", "features.image.min_filter=3"]
+    ckpt = train_from_config("configs/ecg_tiny.yaml", over)
+    model = clinlm.load(ckpt)
+    assert isinstance(model.vision_tower, ConvColumnEncoder)
+    assert json.loads((ckpt / "image_features.json").read_text())["min_filter"] == 3
+    rows = [r for r in read_rows(bench / "test.jsonl") if r.get("images")]
+    ds, _ = encode_rows(rows, model, 512)
+    batch = collator_for(model)([ds[i] for i in range(len(ds))])
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, load_checkpoint(ckpt)(**batch).logits)

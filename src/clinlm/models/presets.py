@@ -50,6 +50,9 @@ VISION_TOWER_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(channels=[8, 16], layers=2),
     "small": dict(channels=[16, 32, 64, 64, 64], layers=5),
     "base": dict(channels=[32, 64, 128, 128, 128], layers=5),
+    # The page read along its time axis (models/vision_tower.py ConvColumnEncoder): a 256 x 1024
+    # page -> 32 columns of 64 channels.
+    "columns": dict(type="columns", channels=[16, 32, 64, 64, 64], layers=5, column_layers=3),
 }
 
 

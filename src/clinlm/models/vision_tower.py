@@ -6,6 +6,14 @@ Two choices, picked by `model.vision_tower`:
   288 x 384 page becomes 9 x 12 cells after five blocks; the cells are read row by row (top to
   bottom, the order a 3x4 printout and its rhythm strip are laid out in). Trains from scratch on
   a CPU.
+- `columns` (`model.vision_tower_size: columns`): the same 2-D blocks, then the page is read along
+  its time axis. On a printout x is time for every row at once (the 3x4 columns and the rhythm
+  strip below start together at 25 mm/s), so the height is collapsed (max and mean over rows:
+  a beat in any lead counts, and a photo's few degrees of tilt do not move it to another
+  column) and dilated 1-D convolutions run along x. Atrial fibrillation is an irregular spacing
+  of beats: the plain grid of cells sees ~60 px around each cell, less than two beats on a
+  384 px wide page, and its AF AUROC on held-out pictures stayed near chance
+  (benchmarks/ecg_image_tower.py); the 1-D stack sees the whole 10 s.
 - a local folder with any transformers vision encoder that takes `pixel_values` and returns
   `last_hidden_state` (ViT, DINOv2, Swin, ConvNeXt-style models via AutoModel; CLIP and SigLIP
   keep their `vision_model`). Its AutoImageProcessor does the resizing and normalisation and is
@@ -40,6 +48,32 @@ class ConvImageEncoder(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         h = self.blocks(pixels)  # (batch, channels, H', W')
         return self.dropout(h.flatten(2).transpose(1, 2))  # (batch, H' * W', channels), row by row
+
+
+class ConvColumnEncoder(nn.Module):
+    """(batch, 3, H, W) -> (batch, ceil(W / 2**layers), d): columns of the page, left to right."""
+
+    def __init__(self, channels: list[int], layers: int | None = None, column_layers: int = 3, kernel: int = 5,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.grid = ConvImageEncoder(channels, layers)
+        c = self.grid.hidden_size
+        self.merge = nn.Conv1d(2 * c, c, 1)  # [max, mean] over rows -> one vector per column
+        # Residual dilated blocks along x: with kernel 5 and dilations 1, 2, 4 each output column
+        # sees 29 columns (a whole 10 s page at 32 columns).
+        self.columns = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(c, c, kernel, padding=(kernel - 1) // 2 * 2**i, dilation=2**i), nn.GELU(), nn.GroupNorm(min(8, c), c))
+            for i in range(column_layers)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.hidden_size = c
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        h = self.grid.blocks(pixels)  # (batch, c, H', W')
+        h = self.merge(torch.cat([h.amax(dim=2), h.mean(dim=2)], dim=1))  # (batch, c, W')
+        for block in self.columns:
+            h = h + block(h)
+        return self.dropout(h.transpose(1, 2))  # (batch, W', c)
 
 
 class HFVisionEncoder(nn.Module):
@@ -86,9 +120,12 @@ def build_vision_tower(spec: dict[str, Any]) -> nn.Module:
     """Rebuild a tower (random weights) from its spec; the checkpoint's weights are loaded after."""
     if spec["type"] == "conv2d":
         return ConvImageEncoder(spec["channels"], spec.get("layers"), dropout=spec.get("dropout", 0.0))
+    if spec["type"] == "columns":
+        return ConvColumnEncoder(spec["channels"], spec.get("layers"), spec.get("column_layers", 3), spec.get("kernel", 5),
+                                 dropout=spec.get("dropout", 0.0))
     if spec["type"] == "hf":
         from transformers import AutoConfig, AutoModel
 
         hf = dict(spec["hf_config"])
         return HFVisionEncoder(_vision_only(AutoModel.from_config(AutoConfig.for_model(hf.pop("model_type"), **hf))))
-    raise ValueError(f"unknown vision tower type {spec['type']!r} (expected 'conv2d' or 'hf')")
+    raise ValueError(f"unknown vision tower type {spec['type']!r} (expected 'conv2d', 'columns' or 'hf')")

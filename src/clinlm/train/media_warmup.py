@@ -59,50 +59,59 @@ def _pooled(hidden: torch.Tensor) -> torch.Tensor:
     return torch.cat([hidden.mean(1), hidden.amax(1)], dim=1)
 
 
+def fit_tower_on_labels(tower: nn.Module, featurise, targets: dict[str, dict[str, float]], epochs: int, lr: float = 1e-3,
+                        batch_size: int = 32, seed: int = 0) -> tuple[nn.Linear, list[str], float]:
+    """Train `tower` plus a new linear head on {item: {finding: 0/1}} (missing labels masked out).
+
+    `featurise`: item path -> input tensor. Returns (head, findings in head order, last batch loss).
+    The tower is trained even when its parameters are frozen for SFT; their flags are restored.
+    """
+    findings = sorted({f for labels in targets.values() for f in labels})
+    paths = sorted(targets)
+    y = torch.tensor([[targets[p].get(f, 0.0) for f in findings] for p in paths])  # (items, findings)
+    mask = torch.tensor([[float(f in targets[p]) for f in findings] for p in paths])
+    generator = torch.Generator().manual_seed(seed)
+    device = next(tower.parameters()).device
+    head = nn.Linear(2 * tower.hidden_size, len(findings)).to(device)
+    # "Warm up, then freeze" keeps the learned features from drifting while the LM learns.
+    grads = {p: p.requires_grad for p in tower.parameters()}
+    for p in grads:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(list(tower.parameters()) + list(head.parameters()), lr=lr)
+    was_training = tower.training
+    tower.train()
+    loss = torch.tensor(float("nan"))
+    for _ in range(epochs):
+        order = torch.randperm(len(paths), generator=generator)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            x = torch.stack([featurise(paths[i]) for i in idx.tolist()]).to(device)  # (batch, *feature shape)
+            logits = head(_pooled(tower(x)))
+            m = mask[idx].to(device)
+            loss = (nn.functional.binary_cross_entropy_with_logits(logits, y[idx].to(device), reduction="none") * m).sum() / m.sum().clamp(min=1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    tower.train(was_training)
+    for p, flag in grads.items():
+        p.requires_grad_(flag)
+    return head, findings, float(loss.item())
+
+
 def warm_up_towers(model, rows: list[dict[str, Any]], epochs: int, lr: float = 1e-3, batch_size: int = 32,
                    seed: int = 0, console=None) -> dict[str, Any]:
     """Train each tower of `model` on the labels of its items in `rows` (see the module doc); returns a summary."""
     summary: dict[str, Any] = {}
     features = getattr(model, "media_features", None) or {}
     for kind in model_kinds(model):
-        tower = getattr(model, kind.tower)
         targets = item_targets(rows, kind.rows_key)
-        findings = sorted({f for labels in targets.values() for f in labels})
-        if not targets or not findings or kind.name not in features:
+        if not targets or not any(targets.values()) or kind.name not in features:
             summary[kind.name] = "no labelled items: not warmed up"
             continue
-        paths = sorted(targets)
-        y = torch.tensor([[targets[p].get(f, 0.0) for f in findings] for p in paths])  # (items, findings)
-        mask = torch.tensor([[float(f in targets[p]) for f in findings] for p in paths])
-        featurise = features[kind.name]  # path -> tensor, cached per file by the features object
-        generator = torch.Generator().manual_seed(seed)
-        device = next(tower.parameters()).device
-        head = nn.Linear(2 * tower.hidden_size, len(findings)).to(device)
-        # The warm-up trains the tower even when SFT keeps it frozen (`model.freeze.<tower>: true`):
-        # "warm up, then freeze" keeps the learned features from drifting while the LM learns.
-        grads = {p: p.requires_grad for p in tower.parameters()}
-        for p in grads:
-            p.requires_grad_(True)
-        opt = torch.optim.AdamW(list(tower.parameters()) + list(head.parameters()), lr=lr)
-        was_training = tower.training
-        tower.train()
-        loss = torch.tensor(float("nan"))
-        for _ in range(epochs):
-            order = torch.randperm(len(paths), generator=generator)
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                x = torch.stack([featurise(paths[i]) for i in idx.tolist()]).to(device)  # (batch, *feature shape)
-                logits = head(_pooled(tower(x)))
-                m = mask[idx].to(device)
-                loss = (nn.functional.binary_cross_entropy_with_logits(logits, y[idx].to(device), reduction="none") * m).sum() / m.sum().clamp(min=1)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        tower.train(was_training)
-        for p, flag in grads.items():
-            p.requires_grad_(flag)
-        summary[kind.name] = {"items": len(paths), "findings": findings, "epochs": epochs, "last_batch_loss": round(loss.item(), 4)}
+        # The head is thrown away; the tower keeps its weights.
+        _, findings, loss = fit_tower_on_labels(getattr(model, kind.tower), features[kind.name], targets, epochs, lr,
+                                                batch_size, seed)
+        summary[kind.name] = {"items": len(targets), "findings": findings, "epochs": epochs, "last_batch_loss": round(loss, 4)}
         if console is not None:
-            console.print(f"  {kind.tower} warm-up: {len(paths)} items, {len(findings)} labels, {epochs} epochs, last loss {loss.item():.3f}")
+            console.print(f"  {kind.tower} warm-up: {len(targets)} items, {len(findings)} labels, {epochs} epochs, last loss {loss:.3f}")
     return summary
-
