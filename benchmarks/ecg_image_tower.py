@@ -35,7 +35,7 @@ from clinlm.models.vision_tower import build_vision_tower
 from clinlm.signals.image_features import ImageFeatureConfig, ImageFeatures
 from clinlm.train.media_warmup import _pooled, fit_tower_on_labels, item_targets
 
-AF = "atrial fibrillation"
+AF = "af"  # the ECG label vocabulary's key for atrial fibrillation (bench/ecg_facts.py)
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
@@ -63,7 +63,8 @@ def run_variant(name: str, settings: dict[str, str], train_rows, test_sets, epoc
     spec = {"type": "conv2d", **named_preset(VISION_TOWER_PRESETS, settings.get("tower", "small"), "vision tower")}
     tower = build_vision_tower(spec)
     h, w = (int(v) for v in settings.get("size", "288x384").split("x"))
-    features = ImageFeatures(ImageFeatureConfig(size=[h, w], min_filter=int(settings.get("min_filter", 0))))
+    features = ImageFeatures(ImageFeatureConfig(size=[h, w], min_filter=int(settings.get("min_filter", 0)),
+                                                    flat_field=float(settings.get("flat_field", 0))))
     targets = item_targets(train_rows, "images")
     t0 = time.perf_counter()
     features.fit(sorted(targets))
@@ -109,7 +110,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--media", type=Path, required=True, help="an ecg_media.py output folder (bench/image_train, bench/clean, bench/photo)")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--variant", action="append", required=True, help="name:tower=PRESET,size=HxW,min_filter=K")
+    ap.add_argument("--variant", action="append", required=True, help="name:tower=PRESET,size=HxW,min_filter=K,flat_field=R")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)

@@ -68,3 +68,20 @@ def test_min_filter_keeps_a_thin_trace_dark_through_the_resize(tmp_path):
     for bad in (1, 2, -3):
         with pytest.raises(ValueError, match="min_filter"):
             ImageFeatureConfig(min_filter=bad)
+
+
+def test_flat_field_evens_out_light_and_keeps_the_trace(tmp_path):
+    # A white page with a black trace, lit from the left (bright) to the right (dark).
+    page = np.full((64, 128, 3), 255.0)
+    page[32, :, :] = 0
+    page *= np.linspace(1.0, 0.4, 128)[None, :, None]
+    Image.fromarray(page.astype(np.uint8)).save(tmp_path / "lit.png")
+
+    def read(radius: float) -> np.ndarray:
+        return ImageFeatures(ImageFeatureConfig(size=[64, 128], flat_field=radius)).raw(tmp_path / "lit.png").astype(float)
+
+    plain, even = read(0), read(8)
+    background = lambda x: x[5:25].mean(axis=(0, 2))  # (width,) brightness of the paper above the trace
+    assert background(plain)[-10:].mean() < 0.5 * background(plain)[:10].mean()  # the shadow is there ...
+    assert abs(background(even)[-10:].mean() - background(even)[:10].mean()) < 10  # ... and gone
+    assert even[32, 10:-10].max() < 0.3 * background(even).mean()  # the trace is still dark

@@ -11,7 +11,11 @@ sees a photo exactly as training saw its pages.
   on the *training* images. RGB, not grey: on the red grid the trace is the only dark thing in
   the red channel. Shape (3, height, width). With `min_filter: k` (odd, e.g. 3) each pixel first
   takes the darkest value of its k x k neighbourhood (Pillow's MinFilter), so a 1-pixel trace is
-  k pixels wide before a 3x downsampling instead of fading to a third of its contrast.
+  k pixels wide before a 3x downsampling instead of fading to a third of its contrast. With
+  `flat_field: r` each channel is first divided by its own Gaussian blur of radius r pixels
+  (flat-field correction): a photo's uneven light, shadow and colour cast, and the table around
+  the page, become the same near-white background a scan has, while thin dark lines (the trace,
+  the grid) keep their contrast.
 - `hf` (a transformers vision encoder): orientation and RGB as above, then the encoder's own
   image processor (its size, crop and normalisation).
 
@@ -44,6 +48,7 @@ class ImageFeatureConfig:
     mean: list[float] | None = None  # (3,) per channel, on the 0-1 scale, fitted on training images
     std: list[float] | None = None  # (3,)
     min_filter: int = 0  # 0 = off; k (odd): darkest of each k x k neighbourhood before the resize (builtin)
+    flat_field: float = 0.0  # 0 = off; r: divide by a Gaussian blur of radius r px first (builtin)
 
     def __post_init__(self) -> None:
         if self.kind not in ("builtin", "hf"):
@@ -91,6 +96,15 @@ def open_rgb(path: str | Path):
         raise ImageError(f"cannot read image {path}: {exc}") from exc
 
 
+def flat_field(img, radius: float):
+    """PIL RGB image divided channel-wise by its Gaussian blur (radius px), rescaled to 0-255."""
+    from PIL import Image, ImageFilter
+
+    x = np.asarray(img, dtype=np.float32)
+    light = np.asarray(img.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
+    return Image.fromarray(np.clip(x / np.maximum(light, 1.0) * 255.0, 0, 255).astype(np.uint8))
+
+
 class ImageFeatures:
     """Image path -> model input (3, H, W) float32, cached per file."""
 
@@ -113,6 +127,8 @@ class ImageFeatures:
                 self._raw[key] = np.asarray(out["pixel_values"][0], dtype=np.float32)
             else:
                 h, w = self.cfg.size
+                if self.cfg.flat_field:
+                    img = flat_field(img, self.cfg.flat_field)
                 if self.cfg.min_filter:
                     img = img.filter(ImageFilter.MinFilter(self.cfg.min_filter))
                 self._raw[key] = np.asarray(img.resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
