@@ -118,7 +118,7 @@ def run_quickstart(
     bench = out / "bench"
     stage("bench", bench / "test.jsonl", lambda: build_bench([out / "rec" / "heart", out / "rec" / "lung"], bench, seed=seed, console=console))
 
-    common = [f"data.train={bench / 'train.jsonl'}", f"data.val={bench / 'val.jsonl'}", f"train.seed={seed}", *(overrides or [])]
+    common = [f"data.train={bench / 'train.jsonl'}", f"data.val={bench / 'val.jsonl'}", f"train.seed={seed}"]
     # The built-in audio tower starts from a short supervised warm-up on the training patients'
     # labels (train/tower_warmup.py): the encoder folder it writes is the model's audio_tower.
     # 1,000 steps (~1 min): at 300 its findings head read held-out crackles at AUROC 0.96 and
@@ -133,13 +133,19 @@ def run_quickstart(
     audio_run, text_run = out, out / "text_only"
     model, text_only = audio_run / "model", text_run / "model"
     # The warmed-up tower is kept fixed (its findings head already reads the labels; SFT only has to
-    # learn to read it) and its head gets one prefix token per finding (models/projector.py).
-    warmed = [f"model.audio_tower={encoder}", "model.finding_tokens=true", "model.freeze.audio_tower=true"]
+    # learn to read it) and its head gets one prefix token per finding (models/projector.py). Half
+    # the training recordings lose their time tokens, so the LM learns to answer from the finding
+    # tokens (it ignored them otherwise; RESULTS.md "time-token dropout"). The user's overrides
+    # come last, so they can change any of this.
+    warmed = [f"model.audio_tower={encoder}", "model.finding_tokens=true", "model.freeze.audio_tower=true",
+              "model.time_token_dropout=0.5"]
+    user = list(overrides or [])
     stage("train (audio model)", model / PROVENANCE_FILE,
-          lambda: train_from_config(_recipe(), overrides=common + [f"train.output_dir={audio_run}", *warmed],
+          lambda: train_from_config(_recipe(), overrides=common + [*warmed, *user, f"train.output_dir={audio_run}"],
                                     resume=_resumable(audio_run), console=console))
     stage("train (text-only baseline)", text_only / PROVENANCE_FILE,
-          lambda: train_from_config(_recipe(), overrides=common + [f"train.output_dir={text_run}", "model.audio_tower=none"], resume=_resumable(text_run), console=console))
+          lambda: train_from_config(_recipe(), overrides=common + [*user, f"train.output_dir={text_run}", "model.audio_tower=none"],
+                                    resume=_resumable(text_run), console=console))
     return _evaluate_and_report(stage, evaluate, model, text_only, bench, out, timings, print_results, console)
 
 

@@ -71,12 +71,13 @@ def encoder(tmp_path_factory, bench):
     return save_encoder_folder(tmp_path_factory.mktemp("enc") / "encoder", build_audio_tower(spec), spec, fc)
 
 
-@pytest.mark.parametrize("bins", [0, 6])
-def test_model_with_finding_tokens_fills_every_slot_and_round_trips(bench, encoder, tmp_path, bins):
+@pytest.mark.parametrize("bins,time_dropout", [(0, 0.0), (6, 0.5)])
+def test_model_with_finding_tokens_fills_every_slot_and_round_trips(bench, encoder, tmp_path, bins, time_dropout):
     rows = read_rows(bench["train"])
-    model = build_model(tiny_model_cfg(audio_tower=str(encoder), num_audio_tokens=2, finding_tokens=True, finding_bins=bins),
-                        TINY_FEATURES, rows)
+    model = build_model(tiny_model_cfg(audio_tower=str(encoder), num_audio_tokens=2, finding_tokens=True, finding_bins=bins,
+                                       time_token_dropout=time_dropout), TINY_FEATURES, rows)
     assert hasattr(model.multi_modal_projector, "finding_levels") == bool(bins)
+    assert model.multi_modal_projector.time_token_dropout == time_dropout
     assert model.config.num_audio_tokens == 2 + len(FINDINGS) and model.config.audio_finding_tokens == len(FINDINGS)
     ds, _ = encode_rows(rows, model, max_length=512)
     batch = collator_for(model)([ds[i] for i in range(4)])
@@ -88,6 +89,7 @@ def test_model_with_finding_tokens_fills_every_slot_and_round_trips(bench, encod
         logits = model(**batch).logits
     ckpt = save_checkpoint(model, model.tokenizer, model.features.cfg, {"model": {}}, tmp_path / "ckpt")
     again = load_checkpoint(ckpt)
+    assert again.multi_modal_projector.time_token_dropout == time_dropout  # the setting travels with the checkpoint
     again.eval()
     with torch.no_grad():
         assert torch.allclose(again(**batch).logits, logits, atol=1e-5)
@@ -97,3 +99,35 @@ def test_finding_tokens_need_a_findings_head(bench):
     rows = read_rows(bench["train"])
     with pytest.raises(ValueError, match="findings head"):
         build_model(tiny_model_cfg(finding_tokens=True), TINY_FEATURES, rows)
+
+
+def test_finding_words_are_the_spellings_questions_use():
+    from clinlm.models.build import finding_word_ids
+    from clinlm.models.language_model import train_tokenizer
+
+    # Bench-like text: the plural is frequent (one token), the singular rare (split into pieces).
+    texts = ["Any crackles? Yes, crackles are present. Any wheezes? No wheezes. Is there a murmur?"] * 200
+    tok = train_tokenizer(texts, vocab_size=300)
+    plural = tok(" crackles", add_special_tokens=False)["input_ids"]
+    assert len(plural) == 1 and len(tok(" crackle", add_special_tokens=False)["input_ids"]) > 1
+    ids = finding_word_ids(tok, ["murmur", "crackle", "wheeze"])
+    assert ids[0] == tok(" murmur", add_special_tokens=False)["input_ids"]
+    assert ids[1] == plural  # " crackles", as "Any crackles?" asks; not the pieces of " crackle"
+    assert ids[2] == tok(" wheezes", add_special_tokens=False)["input_ids"]
+
+
+def test_time_token_dropout_zeroes_whole_recordings_in_training_only():
+    torch.manual_seed(0)
+    proj = AudioProjector(audio_size=10, lm_size=16, num_tokens=3, findings=4, time_token_dropout=0.5)
+    hidden = torch.rand(64, 20, 10)
+    proj.train()
+    out = proj(hidden)  # (64, 3 + 4, 16)
+    dropped = out[:, :3].abs().sum(dim=(1, 2)) == 0  # (64,): recordings whose time tokens are all zero
+    assert 10 < int(dropped.sum()) < 54  # about half of them ...
+    assert (out[:, 3:].abs().sum(dim=-1) > 0).all()  # ... and the finding tokens always stay
+    kept = ~dropped
+    assert (out[kept, :3].abs().sum(dim=-1) > 0).all()  # a recording keeps all its time tokens or none
+    proj.eval()
+    assert (proj(hidden)[:, :3].abs().sum(dim=-1) > 0).all()  # never at inference
+    with pytest.raises(ValueError, match="finding tokens"):
+        AudioProjector(audio_size=10, lm_size=16, num_tokens=3, time_token_dropout=0.5)

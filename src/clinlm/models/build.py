@@ -51,7 +51,7 @@ from clinlm.signals.features import FEATURES_FILE, AudioFeatures, FeatureConfig
 from clinlm.signals.image_features import IMAGE_FEATURES_FILE, ImageFeatureConfig, ImageFeatures
 
 MODEL_KEYS = {
-    "audio_tower", "tower_size", "projector", "num_audio_tokens", "finding_tokens", "finding_words", "finding_bins", "language_model", "lora", "freeze",
+    "audio_tower", "tower_size", "projector", "num_audio_tokens", "finding_tokens", "finding_words", "finding_bins", "time_token_dropout", "language_model", "lora", "freeze",
     "ecg_tower", "ecg_tower_size", "num_ecg_tokens", "vision_tower", "vision_tower_size", "num_image_tokens",
 }
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules"}
@@ -158,9 +158,10 @@ def build_model(
         projector=str(model_cfg.get("projector", "mlp")),
         num_audio_tokens=int(model_cfg.get("num_audio_tokens", 8)) + finding_tokens,
         audio_finding_tokens=finding_tokens,
-        audio_finding_word_ids=[tokenizer(" " + name, add_special_tokens=False)["input_ids"] for name in spec["findings"]]
+        audio_finding_word_ids=finding_word_ids(tokenizer, spec["findings"])
         if finding_tokens and model_cfg.get("finding_words", True) else None,
         audio_finding_bins=int(model_cfg.get("finding_bins") or 0) if finding_tokens else 0,
+        audio_time_token_dropout=float(model_cfg.get("time_token_dropout") or 0.0) if finding_tokens else 0.0,
         audio_token_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
         lora=lora_kwargs(model_cfg.get("lora")),
         ecg_tower=ecg_spec,
@@ -189,6 +190,28 @@ def _finding_tokens(model_cfg: dict[str, Any], spec: dict[str, Any] | None) -> i
                          "by the tower warm-up (train/tower_warmup.py, as `clinlm quickstart` makes in OUT/encoder); "
                          f"this tower ({spec.get('type')}) has none. Set model.finding_tokens=false")
     return len(findings)
+
+
+def finding_word_ids(tokenizer, findings: list[str]) -> list[list[int]]:
+    """Per finding, the token ids whose mean embedding its finding token carries (composite.py).
+
+    The point is to start the finding token out like the word a question asks with, so the ids are
+    those of the bench's own spellings ("crackle" -> " crackles" as in "Any crackles?", see
+    bench/templates.py PLAIN), keeping only spellings that are one token when any is: a BPE tokenizer
+    trained on the bench splits the rare singular " crackle" into c/rac/k/le, and the mean of those
+    pieces resembles nothing a question contains. (The 2026-12-03 quickstart answered "crackles?"
+    from the wheeze token and vice versa; murmur and abnormal, one token each, were read well.)
+    A pretrained tokenizer that splits every spelling gets the mean over the pieces of all of them.
+    """
+    from clinlm.bench.templates import PLAIN
+
+    out = []
+    for name in findings:
+        spellings = list(dict.fromkeys([PLAIN.get(name, name), name]))
+        pieces = [tokenizer(" " + word, add_special_tokens=False)["input_ids"] for word in spellings]
+        whole = [ids for ids in pieces if len(ids) == 1]
+        out.append([i for ids in (whole or pieces) for i in ids])
+    return out
 
 
 def _media_paths(rows: list[dict[str, Any]], key: str) -> list[str]:

@@ -56,6 +56,7 @@ class ClinConfig(PretrainedConfig):
         audio_finding_tokens: int = 0,  # of which one per finding of the tower's findings head (projector.py)
         audio_finding_word_ids: list[list[int]] | None = None,  # token ids of each finding's name, added to its token
         audio_finding_bins: int = 0,  # 0: finding statistics along learned directions; B: over B learned levels
+        audio_time_token_dropout: float = 0.0,  # training only: share of recordings whose time tokens are zeroed
         audio_token_id: int | None = None,
         lora: dict[str, Any] | None = None,  # peft LoraConfig kwargs; None = no LoRA
         ecg_tower: dict[str, Any] | None = None,  # ECG tower spec (ecg_tower.py); None = no ECG input
@@ -73,6 +74,7 @@ class ClinConfig(PretrainedConfig):
         self.audio_finding_tokens = audio_finding_tokens
         self.audio_finding_word_ids = audio_finding_word_ids
         self.audio_finding_bins = audio_finding_bins
+        self.audio_time_token_dropout = audio_time_token_dropout
         self.audio_token_id = audio_token_id
         self.lora = lora
         self.ecg_tower = ecg_tower
@@ -123,7 +125,8 @@ class ClinModel(PreTrainedModel):
             findings = int(getattr(config, "audio_finding_tokens", 0) or 0) if kind.name == "audio" else 0
             projector = AudioProjector(tower.hidden_size, lm.config.hidden_size, getattr(config, kind.num_tokens_key) - findings,
                                        config.projector, findings=findings,
-                                       finding_bins=int(getattr(config, "audio_finding_bins", 0) or 0) if findings else 0)
+                                       finding_bins=int(getattr(config, "audio_finding_bins", 0) or 0) if findings else 0,
+                                       time_token_dropout=float(getattr(config, "audio_time_token_dropout", 0.0) or 0.0) if findings else 0.0)
             with torch.no_grad():  # media tokens start at the size of text tokens (per-dimension std)
                 projector.norm.weight.fill_(float(lm.get_input_embeddings().weight.std()))
             setattr(self, kind.projector, projector)

@@ -28,7 +28,7 @@ from torch import nn
 
 class AudioProjector(nn.Module):
     def __init__(self, audio_size: int, lm_size: int, num_tokens: int, kind: str = "mlp", findings: int = 0,
-                 finding_bins: int = 0):
+                 finding_bins: int = 0, time_token_dropout: float = 0.0):
         super().__init__()
         if kind not in ("linear", "mlp"):
             raise ValueError(f"model.projector must be 'linear' or 'mlp', not {kind!r}")
@@ -51,6 +51,12 @@ class AudioProjector(nn.Module):
                 self.finding_levels = nn.Parameter(torch.randn(self.findings, 2, self.finding_bins, lm_size) * 0.02)  # (K, [max, mean], B, d_lm)
             else:
                 self.finding_directions = nn.Parameter(torch.randn(self.findings, 2, lm_size) * 0.02)  # (K, [max, mean], d_lm)
+        if not 0.0 <= time_token_dropout < 1.0:
+            raise ValueError(f"model.time_token_dropout must be in [0, 1), not {time_token_dropout}")
+        if time_token_dropout and not self.findings:
+            raise ValueError("model.time_token_dropout needs finding tokens (model.finding_tokens=true): without them "
+                             "a dropped recording would leave the language model nothing to hear")
+        self.time_token_dropout = float(time_token_dropout)
         # Normalised output at the scale of the LM's token embeddings (ClinModel sets the gain).
         self.norm = nn.LayerNorm(lm_size)
 
@@ -71,4 +77,13 @@ class AudioProjector(nn.Module):
             else:
                 finding_tokens = self.finding_slots + torch.einsum("bks,ksd->bkd", summary, self.finding_directions)
             tokens = torch.cat([tokens, finding_tokens], dim=1)  # (batch, num_tokens + K, d_lm)
-        return self.norm(tokens)
+        tokens = self.norm(tokens)
+        if self.training and self.time_token_dropout:
+            # Whole recordings lose their time tokens (zeroed) in training, so the language model has to
+            # answer from the finding tokens alone that often: without it, it read "crackles?" off the
+            # time tokens, where crackles and wheezes are entangled, and ignored the finding tokens
+            # (zeroing them at test time left crackle AUROC unchanged; RESULTS.md, quickstart).
+            keep = torch.rand(tokens.shape[0], 1, 1, device=tokens.device) >= self.time_token_dropout  # (batch, 1, 1)
+            time_part = tokens[:, : self.num_tokens] * keep.to(tokens.dtype)
+            tokens = torch.cat([time_part, tokens[:, self.num_tokens :]], dim=1)
+        return tokens
