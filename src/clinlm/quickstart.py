@@ -133,12 +133,13 @@ def run_quickstart(
     audio_run, text_run = out, out / "text_only"
     model, text_only = audio_run / "model", text_run / "model"
     # The warmed-up tower is kept fixed (its findings head already reads the labels; SFT only has to
-    # learn to read it) and its head gets one prefix token per finding (models/projector.py). Half
-    # the training recordings lose their time tokens, so the LM learns to answer from the finding
-    # tokens (it ignored them otherwise; RESULTS.md "time-token dropout"). The user's overrides
-    # come last, so they can change any of this.
+    # learn to read it) and its head gets one prefix token per finding (models/projector.py), whose
+    # name embedding is scaled by the finding's peak probability ("presence", models/composite.py).
+    # Half the training recordings lose their time tokens, so the LM learns to answer from the
+    # finding tokens (it ignored them otherwise; RESULTS.md "time-token dropout"). The user's
+    # overrides come last, so they can change any of this.
     warmed = [f"model.audio_tower={encoder}", "model.finding_tokens=true", "model.freeze.audio_tower=true",
-              "model.time_token_dropout=0.5"]
+              "model.finding_words=presence", "model.time_token_dropout=0.5"]
     user = list(overrides or [])
     stage("train (audio model)", model / PROVENANCE_FILE,
           lambda: train_from_config(_recipe(), overrides=common + [*warmed, *user, f"train.output_dir={audio_run}"],

@@ -131,3 +131,24 @@ def test_time_token_dropout_zeroes_whole_recordings_in_training_only():
     assert (proj(hidden)[:, :3].abs().sum(dim=-1) > 0).all()  # never at inference
     with pytest.raises(ValueError, match="finding tokens"):
         AudioProjector(audio_size=10, lm_size=16, num_tokens=3, time_token_dropout=0.5)
+
+
+def test_presence_finding_words_scale_each_name_by_its_finding_peak(bench, encoder):
+    rows = read_rows(bench["train"])
+    model = build_model(tiny_model_cfg(audio_tower=str(encoder), num_audio_tokens=2, finding_tokens=True, finding_words="presence"),
+                        TINY_FEATURES, rows)
+    assert model.config.audio_finding_word_presence
+    model.eval()
+    size = model.audio_tower.hidden_size
+    hidden = torch.rand(2, 5, size)
+    hidden[0, :, -len(FINDINGS):] = 1.0  # recording 0: every finding certain
+    hidden[1, :, -len(FINDINGS):] = 0.0  # recording 1: none heard
+    model.audio_tower.forward = lambda features: hidden
+    with torch.no_grad():
+        presence = model.encode_media("audio", torch.zeros(2, 1))
+        bare = model.multi_modal_projector(hidden)
+        model.config.audio_finding_word_presence = False
+        constant = model.encode_media("audio", torch.zeros(2, 1))
+    assert torch.allclose(presence[0], constant[0])  # peak 1: the whole name, as with constant names
+    assert torch.allclose(presence[1], bare[1])  # peak 0: no name at all
+    assert not torch.allclose(presence[1, -len(FINDINGS):], constant[1, -len(FINDINGS):])

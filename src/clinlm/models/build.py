@@ -161,6 +161,7 @@ def build_model(
         audio_finding_word_ids=finding_word_ids(tokenizer, spec["findings"])
         if finding_tokens and model_cfg.get("finding_words", True) else None,
         audio_finding_bins=int(model_cfg.get("finding_bins") or 0) if finding_tokens else 0,
+        audio_finding_word_presence=bool(finding_tokens) and str(model_cfg.get("finding_words", True)).lower() == "presence",
         audio_time_token_dropout=float(model_cfg.get("time_token_dropout") or 0.0) if finding_tokens else 0.0,
         audio_token_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
         lora=lora_kwargs(model_cfg.get("lora")),

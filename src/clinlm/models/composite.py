@@ -56,6 +56,7 @@ class ClinConfig(PretrainedConfig):
         audio_finding_tokens: int = 0,  # of which one per finding of the tower's findings head (projector.py)
         audio_finding_word_ids: list[list[int]] | None = None,  # token ids of each finding's name, added to its token
         audio_finding_bins: int = 0,  # 0: finding statistics along learned directions; B: over B learned levels
+        audio_finding_word_presence: bool = False,  # finding names scaled by the finding's peak probability
         audio_time_token_dropout: float = 0.0,  # training only: share of recordings whose time tokens are zeroed
         audio_token_id: int | None = None,
         lora: dict[str, Any] | None = None,  # peft LoraConfig kwargs; None = no LoRA
@@ -75,6 +76,7 @@ class ClinConfig(PretrainedConfig):
         self.audio_finding_word_ids = audio_finding_word_ids
         self.audio_finding_bins = audio_finding_bins
         self.audio_time_token_dropout = audio_time_token_dropout
+        self.audio_finding_word_presence = audio_finding_word_presence
         self.audio_token_id = audio_token_id
         self.lora = lora
         self.ecg_tower = ecg_tower
@@ -164,7 +166,15 @@ class ClinModel(PreTrainedModel):
             # lets attention pair them (projector.py).
             emb = self.get_input_embeddings()
             names = torch.stack([emb(torch.tensor(ids, device=tokens.device)).mean(0) for ids in words])  # (K, hidden)
-            tokens = torch.cat([tokens[:, : -len(words)], tokens[:, -len(words):] + names.to(tokens.dtype)], dim=1)
+            names = names.to(tokens.dtype).unsqueeze(0)  # (1, K, hidden)
+            if getattr(self.config, "audio_finding_word_presence", False):
+                # "presence": the name is scaled by the finding's peak probability (the head's channels
+                # are the tower output's last K), so a finding that is heard looks like its word and
+                # one that is not carries no name: "Any crackles?" then finds " crackles" in the
+                # audio tokens only when crackles are there (duplicate-word matching, which small
+                # transformers learn readily) instead of having to tell two always-named tokens apart.
+                names = names * hidden[..., -len(words):].amax(dim=1).to(tokens.dtype).unsqueeze(-1)  # (n, K, hidden)
+            tokens = torch.cat([tokens[:, : -len(words)], tokens[:, -len(words):] + names], dim=1)
         return tokens
 
     def encode_audio(self, audio_features: torch.Tensor) -> torch.Tensor:
