@@ -24,6 +24,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from clinlm.records import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,7 +34,7 @@ def binary_rows(bench: Path) -> Path:
     out = bench / "test_binary.jsonl"
     if not out.exists():
         rows = [line for line in (bench / "test.jsonl").open() if json.loads(line)["task"] == "binary"]
-        out.write_text("".join(rows))
+        atomic_write_text("".join(rows), out)  # two seeds may ask at once: never a half-written file
     return out
 
 
@@ -68,7 +70,7 @@ def main() -> None:
     acc = [r["accuracy"] for r in results]
     summary = {"overrides": args.override, "seeds": results, "mean": statistics.mean(acc),
                "sd": statistics.stdev(acc) if len(acc) > 1 else 0.0}
-    (args.out / "seeds.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(json.dumps(summary, indent=2), args.out / "seeds.json")
     print(json.dumps({"mean": round(summary["mean"], 4), "sd": round(summary["sd"], 4), "overrides": args.override}))
 
 

@@ -152,3 +152,9 @@ def test_presence_finding_words_scale_each_name_by_its_finding_peak(bench, encod
     assert torch.allclose(presence[0], constant[0])  # peak 1: the whole name, as with constant names
     assert torch.allclose(presence[1], bare[1])  # peak 0: no name at all
     assert not torch.allclose(presence[1, -len(FINDINGS):], constant[1, -len(FINDINGS):])
+
+
+def test_a_misspelt_finding_words_setting_is_refused(bench, encoder):
+    rows = read_rows(bench["train"])
+    with pytest.raises(ValueError, match="finding_words"):
+        build_model(tiny_model_cfg(audio_tower=str(encoder), finding_tokens=True, finding_words="presense"), TINY_FEATURES, rows)

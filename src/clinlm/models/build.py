@@ -152,16 +152,18 @@ def build_model(
     vision_tower, vision_spec, image_features = _vision_part(model_cfg, image_cfg, train_rows, prep)
 
     finding_tokens = _finding_tokens(model_cfg, spec)
+    finding_words = model_cfg.get("finding_words", True)
+    if finding_words not in (True, False, None, "presence"):
+        raise ValueError(f"model.finding_words must be true, false or presence, not {finding_words!r}")
     config = ClinConfig(
         lm_config=lm.config.to_dict(),
         audio_tower=spec,
         projector=str(model_cfg.get("projector", "mlp")),
         num_audio_tokens=int(model_cfg.get("num_audio_tokens", 8)) + finding_tokens,
         audio_finding_tokens=finding_tokens,
-        audio_finding_word_ids=finding_word_ids(tokenizer, spec["findings"])
-        if finding_tokens and model_cfg.get("finding_words", True) else None,
+        audio_finding_word_ids=finding_word_ids(tokenizer, spec["findings"]) if finding_tokens and finding_words else None,
         audio_finding_bins=int(model_cfg.get("finding_bins") or 0) if finding_tokens else 0,
-        audio_finding_word_presence=bool(finding_tokens) and str(model_cfg.get("finding_words", True)).lower() == "presence",
+        audio_finding_word_presence=bool(finding_tokens) and finding_words == "presence",
         audio_time_token_dropout=float(model_cfg.get("time_token_dropout") or 0.0) if finding_tokens else 0.0,
         audio_token_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
         lora=lora_kwargs(model_cfg.get("lora")),
