@@ -106,6 +106,16 @@ CONSISTENCY_CASES = [
      "location", False),
     ("It is loudest at the tricuspid area.", {"question": "most_audible", "site": "mitral", "sites": ["mitral", "aortic"], "findings": {"murmur": "yes"}},
      "location", True),
+    ("Yes, there is a murmur; it is loudest at the mitral area.",
+     {"question": "murmur_where", "site": "mitral", "sites": ["mitral"], "findings": {"murmur": "yes"}}, "location", False),
+    ("Yes, there is a murmur; it is loudest at the aortic area.",
+     {"question": "murmur_where", "site": "mitral", "sites": ["mitral"], "findings": {"murmur": "yes"}}, "location", True),
+    ("No murmur is heard in this recording.",
+     {"question": "murmur_where", "site": "mitral", "sites": ["mitral"], "findings": {"murmur": "yes"}}, "location", True),
+    ("Yes, there is a murmur, but the point where it is loudest cannot be determined from the available information.",
+     {"question": "murmur_where", "site": None, "sites": [], "findings": {"murmur": "no"}}, "location", True),
+    ("No, there is no murmur.", {"question": "murmur_where", "site": None, "sites": [], "findings": {"murmur": "unknown"}},
+     "location", True),
     ("The labelled diagnosis is pneumonia.", {"question": "diagnosis", "conclusion": "copd", "findings": {}, "diagnosis": ["copd"]},
      "reasoning", True),
 ]
@@ -165,6 +175,12 @@ def test_every_template_response_is_consistent_and_parses_back():
             assert (facts["choice"] or ("unknown" if facts["unknown"] else None)) == answer["answer"], text
         elif task == "location" and answer["question"] == "most_audible" and answer["site"] != "unknown":
             assert facts["most_audible"] == answer["site"], text
+        elif task == "location" and answer["question"] == "murmur_where":
+            murmur = answer["findings"]["murmur"]
+            said = facts["label"] if facts["label"] in ("yes", "no") else facts["findings"].get("murmur")
+            assert said in ((None, "unknown") if murmur == "unknown" else (murmur,)) and facts["unknown"] == (murmur == "unknown" or (murmur == "yes" and answer["site"] == "unknown")), text
+            if murmur == "yes" and answer["site"] != "unknown":
+                assert facts["most_audible"] == answer["site"], text
         elif task == "detection":
             assert set(facts["event_types"]) >= {t for t in answer["present"] if t != "murmur"}, text
             shown = {(e["type"], round(e["start_s"], 2)) for e in facts["events"]}

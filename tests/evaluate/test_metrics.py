@@ -112,6 +112,22 @@ def test_comparison_location_reasoning_hand_computed():
     assert v[("location", "accuracy")]["value"] == pytest.approx(2 / 4)
     assert v[("location", "contradiction_rate")]["value"] == pytest.approx(1 / 4)
 
+    # "Is there a murmur, and where is it loudest?": both parts must be right.
+    where = {"question": "murmur_where", "site": "mitral", "sites": ["mitral", "aortic"], "findings": {"murmur": "yes"}}
+    none = {"question": "murmur_where", "site": None, "sites": [], "findings": {"murmur": "no"}}
+    unsure = {"question": "murmur_where", "site": None, "sites": [], "findings": {"murmur": "unknown"}}
+    rows = [row("location", where, p) for p in "abc"] + [row("location", none, p) for p in "de"] + [row("location", unsure, p) for p in "fg"]
+    v = values(rows, [
+        "Yes, there is a murmur; it is loudest at the mitral area.",  # right
+        "Yes, there is a murmur; it is loudest at the aortic area.",  # wrong site
+        "Yes, a murmur is present.",  # half an answer: no site
+        "No, there is no murmur.",  # right
+        "Yes, there is a murmur; it is loudest at the mitral area.",  # wrong: there is none
+        UNKNOWN,  # right: the label is unknown
+        "No murmur is heard.",  # wrong: the label does not say so
+    ])
+    assert v[("location", "accuracy")]["value"] == pytest.approx(3 / 7)
+
     answer = {"question": "diagnosis", "conclusion": "copd", "findings": {"crackle": "yes"}, "diagnosis": ["copd"]}
     rows = [row("reasoning", answer, "a"), row("reasoning", answer, "b")]
     v = values(rows, ["Crackles are present, which points to COPD.", "There are no crackles, so this is COPD."])

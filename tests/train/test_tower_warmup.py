@@ -21,8 +21,14 @@ def test_frame_targets_follow_the_labels():
     y = frame_targets(heart, frames=10, seconds_per_frame=0.5)
     assert (y[:, TARGETS.index("murmur")] == 1).all() and (y[:, TARGETS.index("abnormal")] == 1).all()
     assert np.isnan(y[:, TARGETS.index("crackle")]).all()  # does not apply to a heart recording
+    assert (y[:, TARGETS.index("murmur_unknown")] == 0).all()  # the annotator could call it
+    # a murmur patient's recording at a site where the murmur is not listed: "no" here, as the bench asks
+    elsewhere = frame_targets({"modality": "heart", "murmur": "present", "murmur_here": "no", "abnormal": True}, 10, 0.5)
+    assert (elsewhere[:, TARGETS.index("murmur")] == 0).all()
     unknown = frame_targets({"modality": "heart", "murmur": "unknown", "abnormal": None}, 10, 0.5)
-    assert np.isnan(unknown).all()  # unknown stays unknown: no target, no loss
+    # unknown stays unknown (no murmur target, no loss), and "the annotator could not call it" is its own target
+    assert (unknown[:, TARGETS.index("murmur_unknown")] == 1).all()
+    assert np.isnan(np.delete(unknown, TARGETS.index("murmur_unknown"), axis=1)).all()
     lung = {"modality": "lung", "abnormal": True, "events": [
         {"kind": "resp_cycle", "start_s": 0.0, "end_s": 2.0, "label": "normal"},
         {"kind": "resp_cycle", "start_s": 2.0, "end_s": 4.0, "label": "crackle"},

@@ -46,9 +46,11 @@ comparison
     ("louder": the murmur is louder at the first/second recording's site, from the labelled
     most-audible location.)
 location
-    {"question": "most_audible" | "at_site", "site": S | "unknown", "sites": [S...],
+    {"question": "most_audible" | "at_site" | "murmur_where", "site": S | "unknown" | None, "sites": [S...],
      "findings": {F or T: L}}
     most_audible: "site" is where the murmur is loudest, "sites" all sites where it is audible;
+    murmur_where: both parts of "Is there a murmur, and where is it loudest?": findings["murmur"]
+    is the yes/no/unknown part, "site" the loudest site when it is "yes" (None otherwise);
     at_site: "site" is this recording's site and "findings" what the labels say is heard there.
 
 What `extract_facts` returns (every key always present)
@@ -662,6 +664,20 @@ def check_consistency(text: str, answer: dict, task: str) -> list[str]:
                 if not facts["unknown"]:
                     problems.append("the most audible site is unknown but the response does not say so")
             elif (facts["most_audible"] or facts["site"]) != site:
+                problems.append(f"names {facts['most_audible'] or facts['site']} but the most audible site is {site}")
+        elif answer.get("question") == "murmur_where":
+            murmur = answer["findings"]["murmur"]
+            said = facts["label"] if facts["label"] in ("yes", "no") else facts["findings"].get("murmur")
+            if murmur == "unknown":
+                if not facts["unknown"]:
+                    problems.append("the murmur label is unknown but the response does not say it cannot be determined")
+                if said in ("yes", "no"):
+                    problems.append(f"the murmur label is unknown but the response answers {said}")
+            elif said != murmur:
+                problems.append(f"answers murmur {said} but the label is {murmur}")
+            elif murmur == "yes" and site == "unknown" and not facts["unknown"]:
+                problems.append("the most audible site is unknown but the response does not say so")
+            elif murmur == "yes" and site not in (None, "unknown") and (facts["most_audible"] or facts["site"]) != site:
                 problems.append(f"names {facts['most_audible'] or facts['site']} but the most audible site is {site}")
         _descriptor_checks(facts, answer, problems)
 

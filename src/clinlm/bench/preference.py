@@ -213,7 +213,11 @@ def _location(a: Answer, rng: random.Random, modality: str) -> list[tuple[Answer
             return [({**a, "site": rng.choice(a.get("sites") or list(sites))}, "overconfident")]
         others = [s for s in sites if s != a["site"]]
         return [({**a, "site": rng.choice(others), "sites": [s for s in a["sites"] if s != a["site"]]}, "wrong_location")]
-    return [({**a, "findings": f}, kind) for f, kind in _flip_findings(a.get("findings", {}), rng)]
+    out = [({**a, "findings": f}, kind) for f, kind in _flip_findings(a.get("findings", {}), rng)]
+    if a["question"] == "murmur_where" and a["findings"].get("murmur") == "yes" and a.get("site") not in (None, "unknown"):
+        others = [s for s in HEART_SITES[:4] if s != a["site"]]
+        out.append(({**a, "site": rng.choice(others), "sites": [s for s in a["sites"] if s != a["site"]]}, "wrong_location"))
+    return out
 
 
 PERTURB: dict[str, Callable[[Answer, random.Random, str], list[tuple[Answer, str]]]] = {

@@ -11,7 +11,9 @@ quickstart trains on this on a CPU):
   "cannot be determined" row for an unknown primary finding (murmur; crackle/wheeze; covid);
 - detection, reporting, reasoning, differential: one each (heart and lung; cough: reporting);
 - location: one "what is heard at this site" row when the site is known, plus a "where is the
-  murmur loudest" row on the recording made at the most audible site;
+  murmur loudest" row and a two-part "is there a murmur, and where is it loudest?" row on the
+  recording made at the most audible site (the two-part one also on some murmur-free and
+  unknown-murmur recordings, where its answer is "no" or "cannot be determined");
 - comparison: one per chosen pair of recordings of the same patient (`build.py` picks at most
   two pairs per patient).
 """
@@ -159,7 +161,27 @@ def location(lab: Labels) -> list[Answer]:
         if ma == site or (ma is None and sites and sites[0] == site):
             out.append({"question": "most_audible", "site": ma or "unknown", "sites": list(sites),
                         "findings": {"murmur": "yes"}})
+            out.append({"question": "murmur_where", "site": ma or "unknown", "sites": list(sites),
+                        "findings": {"murmur": "yes"}})
+    if lab["modality"] == "heart" and _asks_murmur_where(lab):
+        out.append({"question": "murmur_where", "site": None, "sites": [], "findings": {"murmur": lab.get("murmur", "unknown")}})
     return out
+
+
+def _asks_murmur_where(lab: Labels) -> bool:
+    """The two-part question ("Is there a murmur, and where is it loudest?") without a murmur to place.
+
+    Asked of every recording of a patient whose murmur is "Unknown" (too noisy to call: few such
+    patients, and the answer is an abstention the model must learn to give), and of about one
+    recording in four of a patient without a murmur (a deterministic share by record id, so the
+    bench stays small and the same in every process). A recording without a murmur of a patient who
+    has one elsewhere is not asked: its "where" has a patient-level answer this recording cannot
+    support."""
+    if lab.get("patient_murmur") == "unknown" and lab.get("murmur", "unknown") == "unknown":
+        return True
+    if lab.get("patient_murmur") == "absent" and lab.get("murmur") == "no":
+        return row_rng(0, lab["record_id"], "murmur_where").random() < 0.25
+    return False
 
 
 def comparison(a: Labels, b: Labels, rng: random.Random) -> list[Answer]:

@@ -520,6 +520,8 @@ def comparison_response(answer: Answer, rng: random.Random) -> str:
 LOCATION_Q = {
     "most_audible": ["Where is this patient's murmur loudest?", "At which auscultation site is the murmur most audible?",
                      "Where is the point of maximal intensity of the murmur?", "Which site gives the loudest murmur?"],
+    "murmur_where": ["Is there a murmur, and where is it loudest?", "Do you hear a murmur? If so, where is it most audible?",
+                     "Is a murmur present, and at which site is it loudest?", "Any murmur? Where is it best heard?"],
     "at_site": ["What is heard at {site} in this recording?", "This recording was taken at {site}. What do you hear there?",
                 "Describe the findings at {site}.", "Recorded at {site}: what is heard?"],
 }
@@ -539,6 +541,8 @@ def location_response(answer: Answer, rng: random.Random) -> str:
         also = f"; it is also audible at {join(others)}" if others else ""
         return rng.choice([f"It is loudest at {site_phrase(site)}{also}.",
                            f"The murmur is most audible at {site_phrase(site)}{also}."])
+    if answer["question"] == "murmur_where":
+        return _murmur_where_response(answer, rng)
     findings = answer.get("findings", {})
     unknown = [t for t, v in findings.items() if v == "unknown"]
     text = findings_sentence({t: v for t, v in findings.items() if v != "unknown"}, rng)
@@ -548,6 +552,23 @@ def location_response(answer: Answer, rng: random.Random) -> str:
     if unknown:
         text += f" Whether there {'is' if unknown == ['murmur'] else 'are'} {join([NOUN[t] if t == 'murmur' else PLAIN[t] for t in unknown], 'or')} at {where} {rng.choice(UNKNOWN)}."
     return text.strip()
+
+
+def _murmur_where_response(answer: Answer, rng: random.Random) -> str:
+    """Both parts of "Is there a murmur, and where is it loudest?": the yes/no first, then the site."""
+    murmur, site = answer["findings"]["murmur"], answer.get("site")
+    if murmur == "unknown":
+        return rng.choice([f"Whether a murmur is present {rng.choice(UNKNOWN)}.",
+                           f"{rng.choice(UNKNOWN_LEAD)}: the murmur label of this recording is unknown."])
+    if murmur == "no":
+        return rng.choice(["No, there is no murmur, so there is nowhere it is loudest.", "No murmur is heard in this recording.",
+                           "No. This recording has no murmur."])
+    if site in (None, "unknown"):
+        return f"Yes, there is a murmur, but the point where it is loudest {rng.choice(UNKNOWN)}."
+    others = [site_phrase(s) for s in answer.get("sites", []) if s != site]
+    also = f"; it is also audible at {join(others)}" if others else ""
+    return rng.choice([f"Yes, there is a murmur; it is loudest at {site_phrase(site)}{also}.",
+                       f"Yes. The murmur is most audible at {site_phrase(site)}{also}."])
 
 
 QUESTIONS: dict[str, Callable[[Answer, random.Random], str]] = {

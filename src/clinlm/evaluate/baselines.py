@@ -92,6 +92,9 @@ def _majority_answer(task: str, answers: Sequence[Mapping[str, Any]]) -> dict[st
     if task == "location":
         if first.get("question") == "most_audible":
             return {"question": "most_audible", "site": _mode(a.get("site") for a in answers)}
+        if first.get("question") == "murmur_where":  # the two parts together, so a "no" never gets a site
+            murmur, site = _mode(((a.get("findings") or {}).get("murmur"), a.get("site")) for a in answers)
+            return {"question": "murmur_where", "site": site, "findings": {"murmur": murmur}}
         # whole findings dicts: a field-wise mode could pair "no murmur" with "a systolic murmur"
         return {"question": "at_site", "findings": _mode(a.get("findings") or {} for a in answers)}
     if task == "ecg_closed":
@@ -205,6 +208,14 @@ def render(task: str, answer: Mapping[str, Any]) -> str:
         if answer.get("question") == "most_audible":
             site = answer.get("site")
             return UNKNOWN_TEXT if site in (None, "unknown") else f"The murmur is most audible at the {_site_name(site)}."
+        if answer.get("question") == "murmur_where":
+            murmur, site = (answer.get("findings") or {}).get("murmur"), answer.get("site")
+            if murmur == "no":
+                return "No murmur."
+            if murmur != "yes":
+                return UNKNOWN_TEXT
+            return f"Yes, a murmur, most audible at the {_site_name(site)}." if site not in (None, "unknown") else \
+                "Yes, a murmur; the point where it is loudest cannot be determined from the available information."
         definite = {k: v for k, v in (answer.get("findings") or {}).items() if v in ("yes", "no")}
         return " ".join(_finding_sentence(k, v) for k, v in definite.items()) if definite else UNKNOWN_TEXT
     raise ValueError(f"unknown task {task!r}")

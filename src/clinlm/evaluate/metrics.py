@@ -24,7 +24,8 @@ Metrics per task (all in [0, 1]; the first is the task's headline):
   candidate is among the first three named); where no candidate is supported, both require "cannot
   be determined" and no diagnosis.
 - comparison: `accuracy` (first / second / both / neither / cannot be determined).
-- location: `accuracy` (most-audible questions: the site named; at-site questions: every labelled
+- location: `accuracy` (most-audible questions: the site named; two-part murmur questions: the
+  yes/no and, for a murmur, the loudest site; at-site questions: every labelled
   finding stated correctly).
 - every task, and `all` tasks pooled: `fact_consistency` (parsed, no problem found by
   `bench.facts.check_consistency`, and no "cannot be determined" where the labels decide: an
@@ -162,6 +163,8 @@ def labels_decide(answer: Mapping[str, Any], task: str) -> bool:
         return answer.get("answer") not in (None, "unknown")
     if answer.get("question") == "most_audible":
         return answer.get("site") not in (None, "unknown")
+    if answer.get("question") == "murmur_where":
+        return (answer.get("findings") or {}).get("murmur") in ("yes", "no")
     return any(v in ("yes", "no") for v in (answer.get("findings") or {}).values())
 
 
@@ -329,11 +332,34 @@ def _location_correct(answer: Mapping[str, Any], facts: Mapping[str, Any]) -> tu
         if answer.get("site") == "unknown":  # right: no site named as loudest, and says it cannot be told
             return parsed, facts["most_audible"] is None and bool(facts["unknown"])
         return parsed, site == answer.get("site")
+    if answer.get("question") == "murmur_where":
+        return _murmur_where_correct(answer, facts)
     definite = {k: v for k, v in (answer.get("findings") or {}).items() if v in ("yes", "no")}
     parsed = bool(facts["mentions"] or facts["unknown"])
     if not definite:
         return parsed, bool(facts["unknown"]) and not any(v in ("yes", "no") for v in facts["findings"].values())
     return parsed, all(stated(facts, k) == v for k, v in definite.items())
+
+
+def _murmur_where_correct(answer: Mapping[str, Any], facts: Mapping[str, Any]) -> tuple[bool, bool]:
+    """(parsed, correct) for "Is there a murmur, and where is it loudest?": both parts must be right.
+
+    Murmur "no": a no (leading or stated) and no site named as loudest. "yes": a yes and the
+    labelled loudest site (or, when that is unknown, a statement that it cannot be told).
+    "unknown": an abstention without a yes or no."""
+    murmur, site = (answer.get("findings") or {}).get("murmur"), answer.get("site")
+    said = facts["label"] if facts["label"] in ("yes", "no") else stated(facts, "murmur")
+    parsed = said is not None or bool(facts["unknown"])
+    if murmur == "unknown":
+        return parsed, bool(facts["unknown"]) and said not in ("yes", "no", "conflicting")
+    if said != murmur:
+        return parsed, False
+    named = facts["most_audible"] or facts["site"]
+    if murmur == "no":
+        return parsed, facts["most_audible"] is None
+    if site in (None, "unknown"):
+        return parsed, facts["most_audible"] is None and bool(facts["unknown"])
+    return parsed, named == site
 
 
 def _score_location(rows, facts, yes_probs):

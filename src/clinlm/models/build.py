@@ -207,10 +207,11 @@ def finding_word_ids(tokenizer, findings: list[str]) -> list[list[int]]:
     A pretrained tokenizer that splits every spelling gets the mean over the pieces of all of them.
     """
     from clinlm.bench.templates import PLAIN
+    from clinlm.train.tower_warmup import TARGET_WORDS
 
     out = []
     for name in findings:
-        spellings = list(dict.fromkeys([PLAIN.get(name, name), name]))
+        spellings = list(dict.fromkeys([PLAIN.get(name) or TARGET_WORDS.get(name, name), name]))
         pieces = [tokenizer(" " + word, add_special_tokens=False)["input_ids"] for word in spellings]
         whole = [ids for ids in pieces if len(ids) == 1]
         out.append([i for ids in (whole or pieces) for i in ids])

@@ -13,7 +13,8 @@ supervised warm-up on the training split's own labels gives the tower that start
 - heart recordings: murmur present / absent (every frame: a murmur recurs in every beat);
 - lung recordings: crackles and wheezes per breathing cycle (frame targets from the cycle
   annotations, so the tower learns *where*, not only *whether*);
-- every recording: abnormal / normal.
+- every recording: abnormal / normal;
+- heart recordings: murmur "unknown" (the annotator could not call it) / known.
 
 Loss: binary cross-entropy per frame of the tower's findings head (`ConvAudioEncoder(findings=...)`;
 targets max-pooled to its frame rate), masked where a label is unknown or does not apply. The head
@@ -37,15 +38,28 @@ from torch import nn
 
 from clinlm.signals.features import AudioFeatures, FeatureConfig
 
-TARGETS = ("murmur", "crackle", "wheeze", "abnormal")
+TARGETS = ("murmur", "crackle", "wheeze", "abnormal", "murmur_unknown")
+# The word the bench's answers use for a target whose name is not a bench finding (models/build.py
+# gives each finding token the embedding of its word): a murmur the annotator could not call is
+# answered "... cannot be determined ...".
+TARGET_WORDS = {"murmur_unknown": "determined"}
 
 
 def frame_targets(record: dict[str, Any], frames: int, seconds_per_frame: float) -> np.ndarray:
     """(frames, len(TARGETS)) float32 in {0, 1}, NaN where unknown or not applicable."""
     y = np.full((frames, len(TARGETS)), np.nan, dtype=np.float32)
-    murmur = record.get("murmur")
-    if record.get("modality") == "heart" and murmur in ("present", "absent"):
-        y[:, 0] = murmur == "present"
+    murmur = record.get("murmur")  # the patient's label: present / absent / unknown
+    here = record.get("murmur_here", {"present": "yes", "absent": "no"}.get(murmur))  # this recording's: yes / no / unknown
+    if record.get("modality") == "heart" and here in ("yes", "no"):
+        # The recording's own label (bench/labels.py): a murmur patient's recording at a site the
+        # annotators did not list is "no" there (the murmur is below audibility), which is what the
+        # bench then asks; a patient-level target told the LM "murmur" where the answer was "no".
+        y[:, 0] = here == "yes"
+    if record.get("modality") == "heart" and murmur in ("present", "absent", "unknown"):
+        # CirCor's "Unknown": the annotator could not tell (a noisy recording). Without this target
+        # the tower had no reason to flag such recordings and the LM answered them yes or no
+        # (2 of 12 held-out "cannot be determined" rows right).
+        y[:, 4] = murmur == "unknown"
     if record.get("modality") == "lung":
         cycles = [e for e in (record.get("events") or []) if e.get("kind") == "resp_cycle"]
         if cycles:
@@ -62,15 +76,23 @@ def frame_targets(record: dict[str, Any], frames: int, seconds_per_frame: float)
 
 def training_records(inputs: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Training-split audio records from ingest folders (records.parquet)."""
-    import pyarrow.parquet as pq
+    from clinlm.bench.labels import record_labels
+    from clinlm.records import iter_records
 
     rows: list[dict[str, Any]] = []
     for folder in inputs:
         path = Path(folder) / "records.parquet"
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: run `clinlm ingest` first")
-        table = pq.read_table(path, columns=["record_id", "patient_id", "modality", "media", "split", "murmur", "events", "abnormal"])
-        rows += [r for r in table.to_pylist() if r["split"] == "train" and r["media"] and r["modality"] in ("heart", "lung")]
+        for rec in iter_records(path):
+            if rec.split != "train" or not rec.media or rec.modality not in ("heart", "lung"):
+                continue
+            rows.append({
+                "record_id": rec.record_id, "patient_id": rec.patient_id, "modality": rec.modality, "media": list(rec.media),
+                "split": rec.split, "murmur": rec.murmur.lower() if rec.murmur else None, "abnormal": rec.abnormal,
+                "events": [{"kind": e.kind, "start_s": e.start_s, "end_s": e.end_s, "label": e.label} for e in rec.events],
+                "murmur_here": record_labels(rec).get("murmur") if rec.modality == "heart" else None,
+            })
     if not rows:
         raise ValueError(f"no training-split heart or lung recordings in {[str(p) for p in inputs]}")
     return rows
