@@ -211,13 +211,17 @@ def _location(a: Answer, rng: random.Random, modality: str) -> list[tuple[Answer
         sites = HEART_SITES[:4]
         if a["site"] == "unknown":
             return [({**a, "site": rng.choice(a.get("sites") or list(sites))}, "overconfident")]
-        others = [s for s in sites if s != a["site"]]
-        return [({**a, "site": rng.choice(others), "sites": [s for s in a["sites"] if s != a["site"]]}, "wrong_location")]
+        return [_wrong_site(a, rng)]
     out = [({**a, "findings": f}, kind) for f, kind in _flip_findings(a.get("findings", {}), rng)]
     if a["question"] == "murmur_where" and a["findings"].get("murmur") == "yes" and a.get("site") not in (None, "unknown"):
-        others = [s for s in HEART_SITES[:4] if s != a["site"]]
-        out.append(({**a, "site": rng.choice(others), "sites": [s for s in a["sites"] if s != a["site"]]}, "wrong_location"))
+        out.append(_wrong_site(a, rng))
     return out
+
+
+def _wrong_site(a: Answer, rng: random.Random) -> tuple[Answer, str]:
+    """The same answer with another of the four valve sites named as loudest."""
+    others = [s for s in HEART_SITES[:4] if s != a["site"]]
+    return {**a, "site": rng.choice(others), "sites": [s for s in a["sites"] if s != a["site"]]}, "wrong_location"
 
 
 PERTURB: dict[str, Callable[[Answer, random.Random, str], list[tuple[Answer, str]]]] = {
