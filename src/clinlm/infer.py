@@ -171,6 +171,16 @@ def ask(
     # "<ecg>\nquestion" is how the ECG bench frames most prompts; audio keeps its original "<audio>question".
     other = prefix["ecg"] + prefix["image"]
     question = prefix["audio"] + (other + "\n" if other else "") + question
+    if not any(media.values()):  # findings -> impression: the similar reports a radiology checkpoint retrieves
+        from clinlm.bench.impression import augment_question
+
+        question = augment_question(checkpoint, question)
     row = {"messages": [{"role": "user", "content": question}], "record_ids": ["ask"],
            **{MEDIA[name].rows_key: paths for name, paths in media.items()}}
-    return generate(model, [row], max_new_tokens=max_new_tokens, batch_size=1)[0]
+    answer = generate(model, [row], max_new_tokens=max_new_tokens, batch_size=1)[0]
+    if not any(media.values()) and "FINDINGS:" in question:
+        from clinlm.evaluate.impression_rerank import rerank
+
+        chosen = rerank(checkpoint, [row], [answer], batch_size=16, model=model)
+        answer = chosen[0] if chosen is not None else answer
+    return answer

@@ -96,10 +96,11 @@ def test_evaluate_impressions_table() -> None:
     perfect = [r["answer"]["impression"] for r in test]
     rows = evaluate_impressions(test, perfect, train, baselines=("most_frequent", "tfidf_nn"), top_k=2, n_boot=200)
     by = {(r["system"], r["metric"], r["subset"]): r for r in rows}
-    assert {r["system"] for r in rows} == {"model", "most_frequent", "tfidf_nn"}
+    assert {r["system"] for r in rows} == {"model", "most_frequent", "tfidf_nn", "model - most_frequent", "model - tfidf_nn"}
     assert {r["subset"] for r in rows} == {"all", "abnormal"}
     for r in rows:
-        assert set(r) == {"system", "task", "metric", "value", "ci_low", "ci_high", "n", "subset"}
+        assert set(r) - {"paired_difference"} == {"system", "task", "metric", "value", "ci_low", "ci_high", "n", "subset"}
+        assert r.get("paired_difference", False) == (" - " in r["system"])
         assert r["task"] == "impression" and r["ci_low"] <= r["value"] + 1e-9 and r["value"] <= r["ci_high"] + 1e-9
     assert by[("model", "rouge1", "all")]["value"] == pytest.approx(1.0)
     assert by[("model", "rouge1", "all")]["n"] == 10 and by[("model", "rouge1", "abnormal")]["n"] == 5
@@ -109,7 +110,15 @@ def test_evaluate_impressions_table() -> None:
     assert by[("most_frequent", "rouge1", "abnormal")]["value"] < 0.2
     assert by[("model", "bertscore_f1", "all")]["value"] > by[("most_frequent", "bertscore_f1", "all")]["value"]
     table = format_table(rows, "abnormal")
-    assert "| model |" in table and "abnormal, n=5" in table
+    assert "| model |" in table and "abnormal, n=5" in table and "model - tfidf_nn" not in table
+    # Paired differences: the per-row difference's mean, the same as the difference of the means.
+    for base in ("most_frequent", "tfidf_nn"):
+        for subset in ("all", "abnormal"):
+            diff = by[(f"model - {base}", "rouge1", subset)]
+            assert diff["value"] == pytest.approx(by[("model", "rouge1", subset)]["value"] - by[(base, "rouge1", subset)]["value"])
+            assert diff["ci_low"] <= diff["value"] <= diff["ci_high"]
+    assert by[("model - most_frequent", "rouge1", "abnormal")]["ci_low"] > 0  # perfect vs a template on abnormal rows
+    assert "| model - tfidf_nn |" in format_table(rows, "all", paired=True)
 
     with pytest.raises(ValueError, match="one prediction per row"):
         evaluate_impressions(test, perfect[:-1], train, baselines=())

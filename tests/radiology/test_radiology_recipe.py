@@ -77,8 +77,9 @@ def test_clinlm_eval_scores_impression_rows_beside_the_baselines(tmp_path: Path)
             "train.batch_size=4", f"train.output_dir={tmp_path / 'run'}"]
     ckpt = train_from_config(RECIPE, over)
     rows = evaluate(ckpt, bench["test"], tmp_path / "eval", max_new_tokens=8, n_boot=50)
-    systems = {r["system"] for r in rows}
+    systems = {r["system"] for r in rows if not r.get("paired_difference")}
     assert systems == {"model", "most_frequent", "tfidf_nn", "minilm_nn"}
+    assert {r["system"] for r in rows if r.get("paired_difference")} == {f"model - {b}" for b in ("most_frequent", "tfidf_nn", "minilm_nn")}
     assert {r["metric"] for r in rows} == {"rouge1", "rouge2", "rougeL", "bertscore_f1"}
     assert {r["subset"] for r in rows} == {"all"}  # 4 distinct training impressions: all are "templates"
     # The test findings are copies of training findings: retrieval finds the exact impression.

@@ -174,6 +174,8 @@ def evaluate_impressions(
     `predictions`: one string per row (named `system`), or {system: predictions}, or None for the
     baselines alone. Baselines are computed on the same rows from `train_rows`; subsets "all" and
     "abnormal" (reference not among the `top_k` most frequent training impressions). The CI resamples patients (`cluster_of`), n_boot replicates.
+    When `system` and baselines are both scored, rows named "{system} - {baseline}" (with
+    "paired_difference": true) give the per-row difference's mean and its paired bootstrap CI.
     """
     rows = list(rows)
     if predictions is None:
@@ -193,10 +195,16 @@ def evaluate_impressions(
     if train_rows:
         subsets["abnormal"] = abnormal_mask(rows, train_rows, top_k)
 
-    out: list[dict] = []
+    scores: dict[str, dict[str, np.ndarray]] = {}
     for name, preds in systems.items():
-        per_row = rouge_per_row(preds, references)
-        per_row["bertscore_f1"] = text_metrics.bertscore_f1(preds, references)
+        scores[name] = rouge_per_row(preds, references)
+        scores[name]["bertscore_f1"] = text_metrics.bertscore_f1(preds, references)
+    # Paired differences, model minus each baseline on the same rows and the same bootstrap draws: the
+    # CI of a difference is much narrower than the two systems' CIs side by side suggest.
+    compared = {f"{system} - {b}": (system, b) for b in BASELINES if system in scores and b in scores}
+    out: list[dict] = []
+    for name in [*scores, *compared]:
+        per_row = scores[name] if name in scores else {m: scores[compared[name][0]][m] - scores[compared[name][1]][m] for m in METRICS}
         for subset, mask in subsets.items():
             for metric in METRICS:
                 values = per_row[metric][mask]
@@ -213,13 +221,16 @@ def evaluate_impressions(
                         "ci_high": ci.high,
                         "n": int(mask.sum()),
                         "subset": subset,
+                        **({"paired_difference": True} if name in compared else {}),
                     }
                 )
     return out
 
 
-def format_table(metric_rows: Sequence[Mapping], subset: str = "all") -> str:
-    """A markdown table: one line per system, one column per metric, "value [low, high]"."""
+def format_table(metric_rows: Sequence[Mapping], subset: str = "all", paired: bool = False) -> str:
+    """A markdown table: one line per system, one column per metric, "value [low, high]"; with
+    `paired`, the paired differences (model - baseline) instead of the systems."""
+    metric_rows = [r for r in metric_rows if bool(r.get("paired_difference")) == paired]
     systems = list(dict.fromkeys(r["system"] for r in metric_rows if r.get("subset", "all") == subset and r["task"] == TASK))
     index = {(r["system"], r["metric"]): r for r in metric_rows if r.get("subset", "all") == subset and r["task"] == TASK}
     n = next((r["n"] for r in metric_rows if r.get("subset", "all") == subset and r["task"] == TASK), 0)

@@ -6,7 +6,9 @@
 `evaluate_impression_file`, which
 1. generates the model's impression for every row (`clinlm.evaluate.run.run_model`, greedy), and
    the text-only model's when one is given; a prompt without the impressions of similar reports
-   gets them from the checkpoint's retrieval index when it has one (`with_similar`);
+   gets them from the checkpoint's retrieval index when it has one (`with_similar`); then chooses
+   among the greedy and the retrieved impressions (`clinlm.evaluate.impression_rerank`, the learned
+   reranker the checkpoint carries, else the model's own likelihood);
 2. computes the baselines from the training rows (`train.jsonl` beside DATA, or `train=`):
    most-frequent impression, TF-IDF and MiniLM nearest-neighbour retrieval;
 3. scores every system on the same rows (`clinlm.evaluate.impression.evaluate_impressions`):
@@ -22,6 +24,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -60,7 +63,8 @@ def evaluate_impression_file(
     console: Console | None = None,
 ) -> list[dict[str, Any]]:
     """Score `rows` (already read from `data`) for the checkpoint and the baselines; returns metric rows."""
-    from clinlm.evaluate.run import run_model
+    from clinlm.evaluate.impression_rerank import rerank
+    from clinlm.evaluate.run import prompt_of, run_model
     from clinlm.train.data import read_rows
 
     console = console or Console()
@@ -81,8 +85,12 @@ def evaluate_impression_file(
     prompted = with_similar(checkpoint, rows)
     greedy, _ = run_model(Path(checkpoint), prompted, batch_size, max_new_tokens, None, "model")
     if any(listed_similar(user_turn(r)) for r in prompted):
-        with console.status("model: choosing between its impression and the similar reports' (its own likelihood)"):
-            predictions["model"] = choose_by_likelihood(Path(checkpoint), prompted, greedy, batch_size)
+        with console.status("model: scoring its impression and the similar reports' under the model"):
+            likelihood = choose_by_likelihood(Path(checkpoint), prompted, greedy, batch_size)
+            reranked = rerank(Path(checkpoint), [{**r, "messages": prompt_of(r)} for r in prompted], greedy, batch_size)
+        predictions["model"] = reranked if reranked is not None else likelihood
+        if reranked is not None:
+            predictions["model_likelihood"] = likelihood
         predictions["model_greedy"] = greedy
     else:
         predictions["model"] = greedy
@@ -104,8 +112,14 @@ def evaluate_impression_file(
         }
         for i, r in enumerate(rows)
     ]
+    if "model_greedy" in predictions:  # how often the chosen impression is the model's own text
+        own = np.mean([m == g for m, g in zip(predictions["model"], predictions["model_greedy"])])
+        console.print(f"model: its own greedy impression chosen for {own:.0%} of rows, a retrieved one for the rest")
+        chose = f"Here `model` is its own greedy impression on {own:.0%} of rows and a retrieved one on the rest."
+    else:
+        chose = ""
     out = Path(out)
-    info = {"checkpoint": str(checkpoint), "data": str(data), "train": str(train_path), "rows": len(rows),
+    info = {"chose": chose, "checkpoint": str(checkpoint), "data": str(data), "train": str(train_path), "rows": len(rows),
             "train_rows": len(train_rows), "n_boot": n_boot, "seed": seed, "limit": limit, "max_new_tokens": max_new_tokens}
     atomic_write_text(json.dumps(metric_rows, indent=2), out / "metrics.json")
     atomic_write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), out / "predictions.jsonl")
@@ -168,9 +182,11 @@ def render_report(metric_rows: Sequence[dict], records: Sequence[dict], info: di
 Model `{info['checkpoint']}` on `{info['data']}`: {info['rows']} rows ({n_abn} in the abnormal subset);
 baselines retrieve from `{info['train']}` ({info['train_rows']} rows). 95% CIs: bootstrap over patients
 (for IU/OpenI, studies), {info['n_boot']} replicates, seed {info['seed']}. Greedy decoding, at most
-{info['max_new_tokens']} new tokens. With a retrieval-augmented prompt, `model` is the candidate the
-model itself scores highest (mean token log-probability) among its greedy impression
-(`model_greedy`) and the similar reports' impressions listed in the prompt; no reference is used.
+{info['max_new_tokens']} new tokens. With a retrieval-augmented prompt, `model` chooses among its greedy
+impression (`model_greedy`) and the impressions of similar training reports: with the checkpoint's
+learned reranker (`impression_reranker.json`, fitted on the validation split after training:
+`clinlm.evaluate.impression_rerank`) when it has one, else by the model's own likelihood
+(`model_likelihood` when both are reported). No reference is used to choose. {info.get('chose', '')}
 
 ## All rows
 
@@ -182,6 +198,16 @@ Rows whose reference impression (normalised: lower case, no punctuation, no `XXX
 the {TOP_K_TEMPLATES} most frequent training impressions: copying a template does not help here.
 
 {format_table(metric_rows, "abnormal")}
+
+## Model minus each baseline (paired: the same rows, the same bootstrap draws)
+
+All rows:
+
+{format_table(metric_rows, "all", paired=True)}
+
+Abnormal subset:
+
+{format_table(metric_rows, "abnormal", paired=True)}
 
 ## Definitions
 
@@ -202,7 +228,7 @@ preprocessing, so it is an anchor, not a like-for-like comparison; the baselines
 
 def print_tables(metric_rows: Sequence[dict], console: Console, title: str = "impression") -> None:
     for subset in ("all", "abnormal"):
-        rows = [r for r in metric_rows if r.get("subset") == subset]
+        rows = [r for r in metric_rows if r.get("subset") == subset and not r.get("paired_difference")]
         if not rows:
             continue
         table = Table("system", *METRICS, title=f"{title}: {subset} rows (n={rows[0]['n']}, 95% CI over patients)")
@@ -210,3 +236,6 @@ def print_tables(metric_rows: Sequence[dict], console: Console, title: str = "im
             cells = {r["metric"]: r for r in rows if r["system"] == system}
             table.add_row(system, *(f"{cells[m]['value']:.3f} [{cells[m]['ci_low']:.3f}, {cells[m]['ci_high']:.3f}]" if m in cells else "-" for m in METRICS))
         console.print(table)
+        for r in metric_rows:
+            if r.get("subset") == subset and r.get("paired_difference") and r["metric"] in ("rouge1", "rougeL"):
+                console.print(f"  {subset}: {r['system']} {r['metric']} {r['value']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] (paired)")

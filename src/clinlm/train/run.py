@@ -122,4 +122,22 @@ def train_from_config(config_path: str | Path, overrides: list[str] | None = Non
     ckpt = save_checkpoint(model, model.tokenizer, model.features.cfg if model.features else None, resolved, out / "model")
     if console is not None:
         console.print(f"[green]checkpoint[/] {ckpt}")
+    _finish_impression_checkpoint(ckpt, data["train"], val_rows, train, console)
     return ckpt
+
+
+def _finish_impression_checkpoint(ckpt: Path, train_file: str, val_rows, train: dict[str, Any], console) -> None:
+    """For findings -> impression rows: the retrieval index travels with the checkpoint (so `clinlm ask`
+    prompts as the bench did), and the impression reranker is fitted on the validation rows."""
+    from clinlm.bench.retrieval import attach_index
+
+    if attach_index(train_file, ckpt) is None:
+        return  # not impression rows, or a stale index (attach_index warns)
+    if console is not None:
+        console.print(f"[green]retrieval index[/] copied into {ckpt}")
+    rows = [r for r in val_rows or [] if r.get("task") == "impression"]
+    if not rows or not train.get("impression_reranker", True):
+        return
+    from clinlm.evaluate.impression_rerank import fit_for_checkpoint
+
+    fit_for_checkpoint(ckpt, rows, batch_size=int(train.get("batch_size") or 16), console=console)

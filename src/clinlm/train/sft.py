@@ -33,6 +33,7 @@ TRAIN_KEYS = {
     "warmup", "scheduler", "max_length", "save_steps", "save_total_limit", "logging_steps", "max_grad_norm",
     "audio_lr_scale", "tower_warmup_epochs", "tower_warmup_lr",  # the last two: train/media_warmup.py, before SFT
     "task_loss_weights",
+    "impression_reranker",  # findings -> impression: fit evaluate/impression_rerank.py on val after training (default true)
 }
 
 
