@@ -163,3 +163,32 @@ def test_ask_retrieves_and_reranks_like_eval(radiology_run) -> None:
     finally:
         (ckpt / "moved.json").rename(ckpt / RERANKER_FILE)
     assert answer in retrieved or answer == greedy
+
+
+def test_knn_features_weigh_the_nearest_reports_most() -> None:
+    c = Candidates(["Cardiomegaly.", "No acute disease."], cosine=[0.9, 0.5], rank=[1.0, 0.5], votes=[0.5, 0.5], generated=[1.0, 0.0],
+                   neighbours=["Cardiomegaly.", "No acute disease.", "No acute disease."], neighbour_cosines=[0.9, 0.5, 0.5])
+    (x,) = feature_matrix([c], ["Enlarged heart."], ["Cardiomegaly."], [[-1.0, -1.0]], {})
+    p4, p16 = COL["knn_vote_p4"], COL["knn_vote_p16"]
+    w4 = 0.9**4 / (0.9**4 + 2 * 0.5**4)
+    assert x[0, p4] == pytest.approx(w4) and x[1, p4] == pytest.approx(1 - w4)  # the vote of each impression
+    assert x[0, p16] > x[0, p4]  # a sharper power: the nearest report counts for more
+    assert x[0, COL["knn_rouge_p4"]] > x[1, COL["knn_rouge_p4"]]  # expected ROUGE-1 against the weighted neighbours
+    assert x[0, COL["knn_rouge_p4"]] == pytest.approx(w4 * 1.0 + (1 - w4) * 0.0)  # no words shared with "No acute disease."
+
+
+def test_served_impression_is_what_ask_answers(radiology_run) -> None:
+    """`clinlm serve` on a radiology checkpoint retrieves and reranks like `clinlm ask`."""
+    from fastapi.testclient import TestClient
+
+    from clinlm.infer import ask
+    from clinlm.serve.api import create_app
+
+    ckpt, bench = radiology_run
+    row = json.loads((bench / "test.jsonl").read_text().splitlines()[1])
+    findings = row["messages"][0]["content"].rpartition("FINDINGS:")[2].split("IMPRESSIONS OF SIMILAR")[0].strip()
+    question = f"FINDINGS: {findings}"
+    with TestClient(create_app(ckpt)) as http:
+        reply = http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": question}], "max_tokens": 8})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["content"] == ask(ckpt, question, max_new_tokens=8)

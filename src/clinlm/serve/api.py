@@ -150,11 +150,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def create_app(checkpoint_or_model: Any, api_key: str | None = None, limits: Limits = Limits(), media_dir: str | Path | None = None,
                model_name: str | None = None, window_ms: float = 5.0, max_batch: int = 8) -> FastAPI:
+    folder = None  # the checkpoint folder, when served from one (a radiology checkpoint's retrieval index lives there)
     if isinstance(checkpoint_or_model, (str, Path)):
         import clinlm
 
-        model = clinlm.load(checkpoint_or_model)
-        name = model_name or Path(checkpoint_or_model).resolve().name
+        folder = Path(checkpoint_or_model)
+        model = clinlm.load(folder)
+        name = model_name or folder.resolve().name
     else:
         model, name = checkpoint_or_model, model_name or "clinlm"
     media_dir = Path(media_dir) if media_dir else None
@@ -223,8 +225,18 @@ def create_app(checkpoint_or_model: Any, api_key: str | None = None, limits: Lim
         max_tokens, temperature = _sampling(body, limits)
         # decoding and resampling uploads is CPU work: off the event loop, so other requests keep flowing
         row, waves = await asyncio.to_thread(build_row, body.get("messages"), model, limits, media_dir)
+        impression = folder is not None and not waves and "FINDINGS:" in row["messages"][-1]["content"]
+        if impression:  # findings -> impression: prompt with the similar reports, as `clinlm ask` and the bench do
+            from clinlm.bench.impression import augment_question
+
+            row["messages"][-1]["content"] = augment_question(folder, row["messages"][-1]["content"])
         t0 = time.perf_counter()
         answer = await batcher.submit(row, waves, max_tokens, temperature)
+        if impression and temperature == 0:  # greedy: the checkpoint's reranker chooses, as in `clinlm ask`
+            from clinlm.evaluate.impression_rerank import rerank
+
+            chosen = await asyncio.to_thread(rerank, folder, [row], [answer], 16, model)
+            answer = chosen[0] if chosen else answer
         log.info("answered %d message(s), %d audio(s) in %.3f s", len(row["messages"]), len(waves), time.perf_counter() - t0)
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         n_out = len(model.tokenizer(answer, add_special_tokens=False)["input_ids"])
