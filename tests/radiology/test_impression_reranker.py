@@ -155,7 +155,7 @@ def test_ask_retrieves_and_reranks_like_eval(radiology_run) -> None:
     findings = row["messages"][0]["content"].rpartition("FINDINGS:")[2].split("IMPRESSIONS OF SIMILAR")[0].strip()
     answer = ask(ckpt, f"FINDINGS: {findings}", max_new_tokens=8)
     assert isinstance(answer, str) and answer
-    retrieved = [imp for imp, _ in index.query([findings], 10)[0]]
+    retrieved = [imp for imp, _ in index.query([findings], Reranker.load(ckpt / RERANKER_FILE).k)[0]]
     # the answer is a retrieved impression or the model's own text; with the reranker removed, only the latter
     (ckpt / RERANKER_FILE).rename(ckpt / "moved.json")
     try:
