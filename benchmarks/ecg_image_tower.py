@@ -114,9 +114,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-on", choices=("mixed", "both"), default="mixed",
+                    help="mixed: half the training ECGs as clean pages, half as photos (ecg_media.py's image_train); "
+                         "both: every training ECG twice, as its clean page and as its photo")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    train_rows = read_rows(args.media / "bench" / "image_train" / "train.jsonl")
+    if args.train_on == "both":
+        train_rows = [r for s in ("clean", "photo") for r in read_rows(args.media / "bench" / s / "train.jsonl")]
+    else:
+        train_rows = read_rows(args.media / "bench" / "image_train" / "train.jsonl")
     test_sets = {s: read_rows(args.media / "bench" / s / "test.jsonl") for s in ("clean", "photo")}
     done = args.out / "tower_screen.json"
     results = json.loads(done.read_text()) if done.exists() else []

@@ -10,8 +10,9 @@ Stages (each skipped when its output exists, so a killed run resumes):
    `bench build --media image` on those pictures): same answers and phrasings for each ECG;
 3. models: the signal model and text-only baseline (the quickstart's, or trained here with
    configs/ecg_tiny.yaml), and one image model (the same recipe with `model.ecg_tower=none
-   model.vision_tower=builtin`) trained on pictures where half of the training ECGs are clean
-   printouts and half photos (ECGInstruct draws about half its images augmented);
+   model.vision_tower=builtin`) trained on pictures: every training ECG as its clean printout and
+   as its photo (`--image-train both`, the default), or half and half (`mixed`; ECGInstruct draws
+   about half its images augmented);
 4. `clinlm eval` of the signal model on signal test rows and of the image model on the clean and
    on the photo test rows (each beside the majority and text-only baselines);
 5. `evaluate.ecg_compare.write_media_table` -> OUT/media_table.md, and the wall/CPU time of each stage.
@@ -44,15 +45,16 @@ def _cpu() -> float:
     return self.ru_utime + self.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _mixed(clean: Path, photo: Path, out: Path) -> None:
-    """train/val JSONL with half the ECGs (by a hash of the source record id) as clean pages, half as photos."""
+def _mixed(clean: Path, photo: Path, out: Path, both: bool = False) -> None:
+    """train/val JSONL with half the ECGs (by a hash of the source record id) as clean pages, half as
+    photos; with `both`, every ECG twice: as its clean page and as its photo."""
     out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "val"):
         keep = []
         for path, want in ((clean, 0), (photo, 1)):
             for line in (path / f"{split}.jsonl").read_text().splitlines():
                 source = json.loads(line)["record_ids"][0].split("@")[0]
-                if zlib.crc32(source.encode()) % 2 == want:
+                if both or zlib.crc32(source.encode()) % 2 == want:
                     keep.append(line)
         (out / f"{split}.jsonl").write_text("\n".join(keep) + "\n")
 
@@ -65,6 +67,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--benches-only", action="store_true", help="stop after the pictures and benches (for benchmarks/ecg_image_tower.py)")
     ap.add_argument("--override", action="append", default=[], help="extra key=value for the image model's training")
+    ap.add_argument("--image-train", choices=("both", "mixed"), default="both",
+                    help="both: every training ECG as its clean page and as its photo (tower screen: photo AF AUROC "
+                         "0.65 -> 0.90); mixed: half clean, half photos (the 2026-12-03 50-minute run)")
     args = ap.parse_args()
     console, out, qs = Console(), args.out, args.quickstart
     out.mkdir(parents=True, exist_ok=True)
@@ -85,13 +90,14 @@ def main() -> None:
               lambda: (run_simulation(out / "sim", patients=args.patients, seed=args.seed, modality="ecg"), (out / "sim" / ".done").touch()))
         stage("ingest", rec / "records.parquet", lambda: run_ingest("ptbxl", out / "sim" / "ptbxl", rec, seed=args.seed, sampling_rate=100))
     signal = qs / "bench" if qs else out / "bench" / "signal"
-    clean, photo, mixed = out / "bench" / "clean", out / "bench" / "photo", out / "bench" / "image_train"
+    clean, photo = out / "bench" / "clean", out / "bench" / "photo"
+    mixed = out / "bench" / ("image_train_both" if args.image_train == "both" else "image_train")
     stage("bench signal", signal / "test.jsonl", lambda: build_bench([rec], signal, seed=args.seed, tasks=list(ECG_TASKS)))
     stage("bench clean image (draws the pages)", clean / "test.jsonl",
           lambda: build_bench([rec], clean, seed=args.seed, tasks=list(ECG_TASKS), media="image"))
     stage("render photos", out / "photos" / "records.parquet", lambda: render_records(rec, out / "photos", augment="photo", seed=args.seed))
     stage("bench photo", photo / "test.jsonl", lambda: build_bench([out / "photos"], photo, seed=args.seed, tasks=list(ECG_TASKS), media="image"))
-    stage("mix clean/photo training rows", mixed / "train.jsonl", lambda: _mixed(clean, photo, mixed))
+    stage("mix clean/photo training rows", mixed / "train.jsonl", lambda: _mixed(clean, photo, mixed, both=args.image_train == "both"))
     if args.benches_only:
         console.print(json.dumps(times, indent=1))
         return
@@ -102,16 +108,17 @@ def main() -> None:
     stage("train signal model", model / "provenance.json", lambda: train_from_config(recipe, common + [f"train.output_dir={model.parent}"], console=console))
     stage("train text-only", text_only / "provenance.json",
           lambda: train_from_config(recipe, common + [f"train.output_dir={text_only.parent}", "model.ecg_tower=none"], console=console))
-    image_model = out / "image" / "model"
+    tag = "" if args.image_train == "mixed" else "_both"  # a resumed run never mixes models trained on other pictures
+    image_model = out / f"image{tag}" / "model"
     stage("train image model", image_model / "provenance.json", lambda: train_from_config(recipe, [
         f"data.train={mixed / 'train.jsonl'}", f"data.val={mixed / 'val.jsonl'}", f"train.seed={args.seed}",
         f"train.output_dir={image_model.parent}", "model.ecg_tower=none", "model.vision_tower=builtin", *args.override], console=console))
 
     evals = {"signal": (model, signal), "clean image": (image_model, clean), "photo": (image_model, photo)}
     for name, (ckpt, bench) in evals.items():
-        folder = out / "eval" / name.replace(" ", "_")
+        folder = out / f"eval{tag}" / name.replace(" ", "_")
         stage(f"eval {name}", folder / "metrics.json", lambda c=ckpt, b=bench, f=folder: evaluate(c, b / "test.jsonl", f, text_only=text_only, console=console))
-    table = write_media_table({name: out / "eval" / name.replace(" ", "_") for name in evals}, out)
+    table = write_media_table({name: out / f"eval{tag}" / name.replace(" ", "_") for name in evals}, out)
     console.print(table.read_text())
     console.print(json.dumps(times, indent=1))
 
